@@ -1,0 +1,44 @@
+# make demo  — install, then run the demo registry (SQLite) and its server
+# make test  — install with the test extras, then lint and the whole suite
+# make lint  — ruff and mypy only
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test lint pytest postgres system-deps bench clean
+
+# Reinstall only when the dependency list changes.
+$(BIN)/.base: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(BIN)/.dev: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(BIN)/.base
+
+demo: $(BIN)/.base
+	$(BIN)/credo demo
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+postgres:
+	@bash scripts/ensure-postgres.sh
+
+lint: $(BIN)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+pytest: $(BIN)/.dev system-deps postgres
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint pytest
+
+bench: $(BIN)/.dev
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Debian packages the tests need that pip cannot install. Nothing yet
+# beyond what the machine has; browser tests add chromium here.
+set -eu
+missing=()
+for pkg in "$@"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi

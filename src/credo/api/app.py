@@ -1,0 +1,62 @@
+"""The FastAPI application: one router per audience, problem+json errors."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from credo.api import problems
+from credo.api.routers import audit, health, records
+from credo.runtime import Runtime
+
+REQUESTS = Counter("credo_http_requests_total", "HTTP requests", ["method", "status"])
+LATENCY = Histogram("credo_http_request_seconds", "HTTP request latency", ["method"])
+
+
+class MetricsMiddleware:
+    """Counts requests by status; a plain ASGI middleware to stay off the hot path."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = [500]
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            REQUESTS.labels(scope["method"], str(status[0])).inc()
+            LATENCY.labels(scope["method"]).observe(time.perf_counter() - start)
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(
+        title="credo",
+        version="0.1.0",
+        description="A social-credit registry where due process is part of the data model.",
+    )
+    app.state.runtime = runtime
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(records.router)
+    app.include_router(audit.router)
+    app.add_middleware(MetricsMiddleware)
+    return app
+
+
+def app_from_env() -> Any:
+    """Factory for ``uvicorn --factory credo.api.app:app_from_env`` (several workers)."""
+    return create_app(Runtime.open())

@@ -1,0 +1,31 @@
+"""The ``credo`` command: a thin layer over the same services the API uses.
+
+Exit codes: 0 done; 1 the input was read but refused (validation failures,
+a broken log); 2 the command could not run (unreadable file, bad usage).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from credo.cli import catalog, db, ledger, serve, settings_cmd, tokens
+
+app = typer.Typer(
+    name="credo",
+    help="credo: a social-credit registry where due process is part of the data model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(catalog.app, name="catalog")
+app.add_typer(tokens.app, name="token")
+app.add_typer(ledger.quarantine_app, name="quarantine")
+app.add_typer(ledger.audit_app, name="audit")
+app.command("ingest")(ledger.ingest)
+app.command("serve")(serve.serve)
+app.command("demo")(serve.demo)
+app.command("settings")(settings_cmd.show)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,34 @@
+"""What every command shares: the console, JSON output and the runtime."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from credo.runtime import CatalogLoadError, Runtime
+from credo.settings import SettingsError
+
+console = Console()
+err_console = Console(stderr=True)
+
+JsonOpt = typer.Option(False, "--json", help="Print a machine-readable JSON document.")
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def open_runtime() -> Runtime:
+    try:
+        return Runtime.open()
+    except (CatalogLoadError, SettingsError) as exc:
+        fail(str(exc))

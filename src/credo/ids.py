@@ -1,0 +1,167 @@
+"""Subject identifiers and their check characters.
+
+Three kinds of subject, each with one canonical text form:
+
+>>> parse_subject("person", " 11010519491231002x ")
+SubjectId(kind='person', identifier='11010519491231002X')
+>>> parse_subject("organisation", "91110000600037341L").identifier
+'91110000600037341L'
+>>> parse_subject("foreign", "de:C01X00T47").identifier
+'DE:C01X00T47'
+
+The checks themselves come from python-stdnum (``stdnum.cn.ric``,
+``stdnum.cn.uscc``); this module only turns its exceptions into messages that
+name the part of the number that is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal, cast
+
+import pycountry
+from stdnum.cn import ric, uscc
+from stdnum.exceptions import ValidationError
+
+SubjectKind = Literal["person", "organisation", "foreign"]
+SUBJECT_KINDS: tuple[SubjectKind, ...] = ("person", "organisation", "foreign")
+
+_FOREIGN_DOC = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,29}$")
+
+
+class IdentifierError(ValueError):
+    """An identifier was refused; ``str()`` says which part and why."""
+
+
+@dataclass(frozen=True, order=True)
+class SubjectId:
+    kind: SubjectKind
+    identifier: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.identifier}"
+
+
+def _normalise(raw: str) -> str:
+    return re.sub(r"[\s-]", "", raw).upper() if raw is not None else ""
+
+
+def validate_ric(raw: str) -> str:
+    """GB 11643 resident identity number: 6-digit region, birth date, sequence, check."""
+    number = _normalise(raw)
+    if len(number) != 18:
+        raise IdentifierError(f"resident identity number must have 18 characters, got {len(number)}")
+    if not number[:17].isdigit():
+        raise IdentifierError("resident identity number: the first 17 characters must be digits")
+    if not (number[17].isdigit() or number[17] == "X"):
+        raise IdentifierError(
+            f"resident identity number: check character must be a digit or X, got {number[17]!r}"
+        )
+    try:
+        born = ric.get_birth_date(number)
+    except ValidationError:
+        raise IdentifierError(
+            f"resident identity number: birth date {number[6:14]} is not a valid date"
+        ) from None
+    if born > date.today():
+        raise IdentifierError(f"resident identity number: birth date {number[6:14]} is in the future")
+    try:
+        ric.get_birth_place(number)
+    except ValidationError:
+        raise IdentifierError(
+            f"resident identity number: region code {number[:6]} is not a GB/T 2260 region "
+            f"in use in {born.year}"
+        ) from None
+    expected = ric.calc_check_digit(number)
+    if number[17] != expected:
+        raise IdentifierError(
+            f"resident identity number: check character is {number[17]}, expected {expected}"
+        )
+    return number
+
+
+def validate_uscc(raw: str) -> str:
+    """GB 32100 Unified Social Credit Code: authority, type, region, organisation code, check."""
+    number = _normalise(raw)
+    if len(number) != 18:
+        raise IdentifierError(f"unified social credit code must have 18 characters, got {len(number)}")
+    if not number[:8].isdigit():
+        raise IdentifierError(
+            "unified social credit code: registration authority, entity type and region "
+            "(characters 1-8) must be digits"
+        )
+    bad = [c for c in number[8:] if c not in uscc._alphabet]
+    if bad:
+        raise IdentifierError(
+            f"unified social credit code: character {bad[0]!r} is not allowed "
+            "(alphabet 0-9, A-Z without I, O, S, V, Z)"
+        )
+    expected = uscc.calc_check_digit(number)
+    if number[17] != expected:
+        raise IdentifierError(
+            f"unified social credit code: check character is {number[17]}, expected {expected}"
+        )
+    return number
+
+
+def validate_foreign(raw: str) -> str:
+    """ISO 3166 alpha-2 country, a colon, and the travel document number."""
+    text = re.sub(r"\s", "", raw or "").upper()
+    country, sep, doc = text.partition(":")
+    if not sep:
+        raise IdentifierError("foreign identifier must be COUNTRY:DOCUMENT, e.g. DE:C01X00T47")
+    if len(country) != 2 or pycountry.countries.get(alpha_2=country) is None:
+        raise IdentifierError(f"foreign identifier: {country!r} is not an ISO 3166 alpha-2 country")
+    if not _FOREIGN_DOC.match(doc):
+        raise IdentifierError("foreign identifier: document number must be 3-30 letters, digits or '-'")
+    return f"{country}:{doc}"
+
+
+_VALIDATORS = {"person": validate_ric, "organisation": validate_uscc, "foreign": validate_foreign}
+
+
+def parse_subject(kind: str, identifier: str) -> SubjectId:
+    """Validate and normalise; raises :class:`IdentifierError` with the reason."""
+    if kind not in _VALIDATORS:
+        raise IdentifierError(f"subject kind must be one of {', '.join(SUBJECT_KINDS)}, got {kind!r}")
+    if not isinstance(identifier, str) or not identifier.strip():
+        raise IdentifierError("identifier must not be empty")
+    return SubjectId(cast(SubjectKind, kind), _VALIDATORS[kind](identifier))
+
+
+def parse_subject_ref(ref: str) -> SubjectId:
+    """Parse ``kind:identifier`` or a bare identifier (kind guessed from its shape).
+
+    >>> parse_subject_ref("11010519491231002X").kind
+    'person'
+    """
+    kind, sep, rest = ref.partition(":")
+    if sep and kind in _VALIDATORS:
+        return parse_subject(kind, rest)
+    text = _normalise(ref)
+    if len(text) != 18:
+        return parse_subject("foreign", ref)
+    # A code can be all digits and pass both checks' shapes: try a person
+    # first, then an organisation, and report the person's reason if neither fits.
+    try:
+        return parse_subject("person", text)
+    except IdentifierError as as_person:
+        try:
+            return parse_subject("organisation", text)
+        except IdentifierError:
+            raise as_person from None
+
+
+def make_ric(region: str, born: date, sequence: int) -> str:
+    """Build a valid resident identity number (synthetic populations, tests)."""
+    body = f"{region}{born:%Y%m%d}{sequence:03d}"
+    # stdnum's MOD 11-2 helper takes the full number and ignores its last character.
+    return body + ric.calc_check_digit(body + "0")
+
+
+def make_uscc(authority: str, entity: str, region: str, org: str) -> str:
+    """Build a valid Unified Social Credit Code from its parts (9-character org code)."""
+    body = f"{authority}{entity}{region}{org}"
+    return body + uscc.calc_check_digit(body)

@@ -1,0 +1,135 @@
+"""The ledger as a Merkle log: leaves, the frontier, signed tree heads, proofs.
+
+Leaf ``seq - 1`` is ``SHA-256(0x00 || RFC 8785 JSON of record seq)``; the
+JSON holds every stored field of the record, so changing, deleting,
+reordering or duplicating a row changes a leaf or a root. After every batch
+the new root is signed as a C2SP checkpoint and kept in ``tree_heads``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from credo.ids import SubjectId
+from credo.ledger.canonical import record_leaf_hash
+from credo.ledger.checkpoint import Signer, load_or_create_signing_key
+from credo.ledger.merkle import CompactRange
+from credo.store.tables import log_state, records, subjects, tree_heads
+
+
+def utc_text(moment: datetime) -> str:
+    """One text form for a stored instant, whatever the driver hands back.
+
+    SQLite returns naive datetimes (credo only ever stores UTC there);
+    PostgreSQL returns aware ones in the session's zone.
+    """
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return aware.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def leaf_document(row: Mapping[str, Any], subject: SubjectId) -> dict[str, Any]:
+    """The record as the Merkle log sees it: every stored field except its hashes' own."""
+    occurred = row["occurred_on"]
+    return {
+        "seq": int(row["seq"]),
+        "agency": row["agency"],
+        "agency_ref": row["agency_ref"],
+        "kind": row["kind"],
+        "subject": str(subject),
+        "rule": row["rule"],
+        "rule_version": int(row["rule_version"]),
+        "jurisdiction": row["jurisdiction"],
+        "occurred_on": occurred.isoformat() if isinstance(occurred, date) else str(occurred),
+        "recorded_at": utc_text(row["recorded_at"]),
+        "evidence": row["evidence"],
+        "target_seq": None if row["target_seq"] is None else int(row["target_seq"]),
+        "content_hash": bytes(row["content_hash"]).hex(),
+    }
+
+
+def leaf_for(row: Mapping[str, Any], subject: SubjectId) -> bytes:
+    return record_leaf_hash(leaf_document(row, subject))
+
+
+@dataclass(frozen=True)
+class LogHead:
+    size: int
+    frontier: CompactRange
+    checkpoint: str | None = None
+
+    @property
+    def root(self) -> bytes:
+        return self.frontier.root()
+
+
+class LedgerLog:
+    """Appends leaves under a lock and signs the new tree head."""
+
+    def __init__(self, key_path: Path, origin: str) -> None:
+        self.key_path = key_path
+        self.origin = origin
+        self._signer: Signer | None = None
+
+    @property
+    def signer(self) -> Signer:
+        if self._signer is None:
+            self._signer = load_or_create_signing_key(self.key_path, self.origin)
+        return self._signer
+
+    def lock(self, conn: Connection) -> LogHead:
+        """Take the append lock (SQLite: the write transaction holds it already)."""
+        q = select(log_state.c.size, log_state.c.frontier).where(log_state.c.id == 1)
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update()
+        row = conn.execute(q).one()
+        hashes = [bytes.fromhex(h) for h in json.loads(row.frontier)]
+        return LogHead(int(row.size), CompactRange.from_hashes(int(row.size), hashes))
+
+    def append(self, conn: Connection, head: LogHead, leaves: Sequence[bytes], now: datetime) -> LogHead:
+        frontier = head.frontier.copy()
+        frontier.extend(leaves)
+        conn.execute(
+            update(log_state)
+            .where(log_state.c.id == 1, log_state.c.size == head.size)
+            .values(size=frontier.size, frontier=json.dumps([h.hex() for h in frontier.to_hashes()]))
+        )
+        root = frontier.root()
+        checkpoint = self.signer.sign_checkpoint(self.origin, frontier.size, root)
+        conn.execute(
+            tree_heads.insert().values(size=frontier.size, root=root, checkpoint=checkpoint, created_at=now)
+        )
+        return LogHead(frontier.size, frontier, checkpoint)
+
+
+def latest_tree_head(conn: Connection) -> Mapping[str, Any] | None:
+    row = conn.execute(select(tree_heads).order_by(tree_heads.c.size.desc()).limit(1)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def leaf_hashes(conn: Connection, size: int | None = None) -> list[bytes]:
+    """Stored leaf hashes in log order (the first ``size`` of them)."""
+    q = select(records.c.leaf_hash).order_by(records.c.seq)
+    if size is not None:
+        q = q.where(records.c.seq <= size)
+    return [bytes(h) for h in conn.execute(q).scalars()]
+
+
+def record_rows(conn: Connection, after_seq: int = 0, limit: int = 50_000) -> list[Mapping[str, Any]]:
+    """Stored records with their subject, in sequence order (for verification and export)."""
+    q = (
+        select(
+            records, subjects.c.kind.label("subject_kind"), subjects.c.identifier.label("subject_identifier")
+        )
+        .join(subjects, subjects.c.id == records.c.subject_id)
+        .where(records.c.seq > after_seq)
+        .order_by(records.c.seq)
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in conn.execute(q)]

@@ -1,0 +1,141 @@
+"""Streaming readers for agency files: CSV, JSON Lines and Parquet.
+
+Each yields ``(line, item)`` where ``line`` is where the item stands in the
+file (CSV and JSON Lines: the physical line; Parquet: the row number, from
+1) and ``item`` is a dict of columns, or a :class:`Malformed` when the line
+itself could not be read, so it is quarantined with its reason rather than
+lost.
+
+>>> import io
+>>> list(iter_jsonl(io.BytesIO(b'{"agency_ref": "a"}\\nnot json\\n')))[1][1].reason[:22]
+'line 2: invalid JSON: '
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+FORMATS = ("csv", "jsonl", "parquet")
+
+
+class ReadError(Exception):
+    """The file as a whole cannot be read (missing, wrong format, corrupt)."""
+
+
+@dataclass(frozen=True)
+class Malformed:
+    text: str
+    reason: str
+
+
+Item = dict[str, Any] | Malformed
+
+
+def detect_format(path: Path) -> str:
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix in ("csv", "txt"):
+        return "csv"
+    if suffix in ("jsonl", "ndjson", "json"):
+        return "jsonl"
+    if suffix in ("parquet", "pq"):
+        return "parquet"
+    raise ReadError(f"{path}: cannot tell the format from {path.suffix!r}; use --format csv|jsonl|parquet")
+
+
+def iter_csv(stream: IO[bytes]) -> Iterator[tuple[int, Item]]:
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="strict", newline="")
+    reader = csv.reader(text)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ReadError(f"line 1: unreadable header: {exc}") from None
+    header = [h.strip() for h in header]
+    while True:
+        start = reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            raise ReadError(f"line {start}: not UTF-8 ({exc.reason}); nothing after it was read") from None
+        except csv.Error as exc:
+            yield start, Malformed("", f"line {start}: malformed CSV: {exc}")
+            continue
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            yield (
+                start,
+                Malformed(
+                    ",".join(values), (f"line {start}: {len(values)} columns, the header has {len(header)}")
+                ),
+            )
+            continue
+        yield start, {k: v for k, v in zip(header, values, strict=True) if v != ""}
+
+
+def iter_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, Item]]:
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield (
+                number,
+                Malformed(
+                    line.decode("utf-8", "replace").rstrip("\n"), f"line {number}: invalid JSON: {exc}"
+                ),
+            )
+            continue
+        if not isinstance(value, dict):
+            yield (
+                number,
+                Malformed(
+                    line.decode("utf-8", "replace").rstrip("\n"), f"line {number}: must be a JSON object"
+                ),
+            )
+            continue
+        yield number, value
+
+
+def iter_parquet(path: Path, batch_size: int = 10_000) -> Iterator[tuple[int, Item]]:
+    import pyarrow.lib
+    import pyarrow.parquet as pq
+
+    try:
+        reader = pq.ParquetFile(path)
+    except (pyarrow.lib.ArrowException, OSError) as exc:
+        raise ReadError(f"{path}: not a readable Parquet file: {exc}") from None
+    row = 0
+    try:
+        for batch in reader.iter_batches(batch_size=batch_size):
+            for record in batch.to_pylist():
+                row += 1
+                yield row, {k: v for k, v in record.items() if v is not None}
+    except (pyarrow.lib.ArrowException, OSError) as exc:
+        raise ReadError(f"row {row + 1}: unreadable Parquet data: {exc}") from None
+
+
+def iter_file(path: Path, fmt: str | None = None) -> Iterator[tuple[int, Item]]:
+    fmt = fmt or detect_format(path)
+    if fmt not in FORMATS:
+        raise ReadError(f"format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "parquet":
+        yield from iter_parquet(path)
+        return
+    try:
+        stream = path.open("rb")
+    except OSError as exc:
+        raise ReadError(f"{path}: {exc.strerror}") from None
+    with stream:
+        yield from (iter_csv(stream) if fmt == "csv" else iter_jsonl(stream))

@@ -1,0 +1,432 @@
+"""Ingest: records from agencies into the append-only ledger.
+
+One call handles one batch in one transaction: every item is accepted (a
+new ledger sequence number), a duplicate (same agency reference and same
+content: the original number), or rejected (kept in quarantine with every
+reason). Nothing already accepted is ever changed.
+
+    >>> # result = ingest(conn, catalogs, log, "CN-ZJ-HZ-TP", [{...}, ...], source="api")
+    >>> # [o.status for o in result.outcomes]  ->  ['accepted', 'rejected', ...]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, select, tuple_
+
+from credo.catalog.registry import Registry
+from credo.ids import SubjectId
+from credo.ledger.log import LedgerLog, leaf_for
+from credo.ledger.validate import Draft, check_item
+from credo.store.tables import quarantine, quarantine_releases, records, subjects
+
+Status = Literal["accepted", "duplicate", "rejected"]
+CHUNK = 900  # stays under every driver's bound-parameter limit
+
+
+@dataclass(frozen=True)
+class Outcome:
+    index: int
+    status: Status
+    agency_ref: str | None
+    seq: int | None = None
+    reasons: tuple[str, ...] = ()
+    quarantine_id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": self.index, "status": self.status, "agency_ref": self.agency_ref}
+        if self.seq is not None:
+            out["seq"] = self.seq
+        if self.reasons:
+            out["reasons"] = list(self.reasons)
+        if self.quarantine_id is not None:
+            out["quarantine_id"] = self.quarantine_id
+        return out
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    tree_size: int = 0
+    checkpoint: str | None = None
+
+    def counts(self) -> dict[str, int]:
+        out = {"accepted": 0, "duplicate": 0, "rejected": 0}
+        for o in self.outcomes:
+            out[o.status] += 1
+        return out
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def todays(catalogs: Registry, now: datetime) -> dict[str, date]:
+    zones = {catalogs.policy(j.code).timezone for j in catalogs.jurisdictions()}
+    return {tz: now.astimezone(ZoneInfo(tz)).date() for tz in zones}
+
+
+def _existing_refs(conn: Connection, agency: str, refs: Sequence[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for chunk in _chunks(sorted(set(refs))):
+        for row in conn.execute(
+            select(records.c.agency_ref, records.c.seq, records.c.content_hash).where(
+                records.c.agency == agency, records.c.agency_ref.in_(chunk)
+            )
+        ):
+            found[row.agency_ref] = row
+    return found
+
+
+_TARGET_COLS = (
+    records.c.seq,
+    records.c.agency,
+    records.c.agency_ref,
+    records.c.kind,
+    records.c.subject_id,
+    records.c.rule,
+    records.c.rule_version,
+    records.c.occurred_on,
+)
+
+
+def _targets(conn: Connection, agency: str, drafts: Iterable[Draft]) -> dict[Any, Any]:
+    """Rows of the records that retractions and restorations name, by seq and by ref."""
+    seqs = sorted({d.target_seq for d in drafts if d.target_seq is not None})
+    refs = sorted({d.target_ref for d in drafts if d.target_ref is not None})
+    out: dict[Any, Any] = {}
+    for chunk in _chunks(seqs):
+        for row in conn.execute(select(*_TARGET_COLS).where(records.c.seq.in_(chunk))):
+            out[row.seq] = row
+    for chunk in _chunks(refs):
+        for row in conn.execute(
+            select(*_TARGET_COLS).where(records.c.agency == agency, records.c.agency_ref.in_(chunk))
+        ):
+            out[("ref", row.agency_ref)] = row
+    return out
+
+
+def _retracted(conn: Connection, seqs: Sequence[int]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for chunk in _chunks(sorted(set(seqs))):
+        for row in conn.execute(
+            select(records.c.target_seq, records.c.seq).where(
+                records.c.kind == "retraction", records.c.target_seq.in_(chunk)
+            )
+        ):
+            out[row.target_seq] = row.seq
+    return out
+
+
+def subject_numbers(conn: Connection, wanted: Iterable[SubjectId], now: datetime) -> dict[SubjectId, int]:
+    """Numbers for every subject, creating the ones seen for the first time."""
+    want = set(wanted)
+    out: dict[SubjectId, int] = {}
+    idents = sorted({s.identifier for s in want})
+    for chunk in _chunks(idents):
+        for row in conn.execute(
+            select(subjects.c.id, subjects.c.kind, subjects.c.identifier).where(
+                subjects.c.identifier.in_(chunk)
+            )
+        ):
+            sid = SubjectId(row.kind, row.identifier)
+            if sid in want:
+                out[sid] = row.id
+    new = sorted(want - set(out))
+    if new:
+        conn.execute(
+            subjects.insert(),
+            [{"kind": s.kind, "identifier": s.identifier, "created_at": now} for s in new],
+        )
+        for chunk in _chunks(new, CHUNK // 2):
+            for row in conn.execute(
+                select(subjects.c.id, subjects.c.kind, subjects.c.identifier).where(
+                    tuple_(subjects.c.kind, subjects.c.identifier).in_(
+                        [(s.kind, s.identifier) for s in chunk]
+                    )
+                )
+            ):
+                out[SubjectId(row.kind, row.identifier)] = row.id
+    return out
+
+
+def ingest(
+    conn: Connection,
+    catalogs: Registry,
+    log: LedgerLog,
+    agency: str,
+    items: Sequence[Any],
+    *,
+    source: str,
+    lines: Sequence[int | None] | None = None,
+    now: datetime | None = None,
+) -> BatchResult:
+    """Check, deduplicate and append one batch; quarantine what is refused."""
+    now = now or datetime.now(UTC)
+    today = todays(catalogs, now)
+    checked: list[Draft | list[str]] = [check_item(raw, agency, catalogs, today) for raw in items]
+    drafts = [c for c in checked if isinstance(c, Draft)]
+
+    # Under the log lock from here on: sequence numbers are handed out in turn.
+    head = log.lock(conn)
+    existing = _existing_refs(conn, agency, [d.agency_ref for d in drafts])
+    targets = _targets(conn, agency, drafts)
+    retracted = _retracted(conn, [t.seq for t in targets.values()])
+    numbers = subject_numbers(conn, [d.subject for d in drafts if d.subject is not None], now)
+    subject_by_number = {v: k for k, v in numbers.items()}
+
+    recorded_at = now.astimezone(UTC)
+    next_seq = head.size + 1
+    new_rows: list[dict[str, Any]] = []
+    leaves: list[bytes] = []
+    in_batch: dict[str, tuple[int, bytes]] = {}
+    result = BatchResult()
+    quarantined: list[tuple[int, list[str]]] = []
+
+    for index, item in enumerate(checked):
+        if not isinstance(item, Draft):
+            quarantined.append((index, item))
+            continue
+        d = item
+        prior = existing.get(d.agency_ref)
+        prior_seq, prior_hash = (
+            (prior.seq, prior.content_hash) if prior else in_batch.get(d.agency_ref, (None, None))
+        )
+        if prior_seq is not None:
+            if bytes(prior_hash or b"") == d.content_hash:
+                result.outcomes.append(Outcome(index, "duplicate", d.agency_ref, seq=prior_seq))
+            else:
+                quarantined.append(
+                    (
+                        index,
+                        [
+                            f"agency_ref: {d.agency_ref!r} was already used for different content "
+                            f"(seq {prior_seq}); a correction is a retraction plus a new record"
+                        ],
+                    )
+                )
+            continue
+
+        subject_id = numbers.get(d.subject) if d.subject else None
+        rule, rule_version, target_seq = d.rule, d.rule_version, None
+        if d.kind != "incident":
+            reasons, target = _check_target(d, agency, targets, retracted, catalogs, new_rows)
+            if reasons:
+                quarantined.append((index, reasons))
+                continue
+            assert target is not None
+            target_seq = target["seq"]
+            if subject_id is not None and subject_id != target["subject_id"]:
+                quarantined.append((index, ["subject: does not match the subject of the target record"]))
+                continue
+            subject_id = target["subject_id"]
+            rule, rule_version = target["rule"], target["rule_version"]
+            if d.rule is not None and d.rule != rule:
+                quarantined.append((index, [f"rule: the target record is of rule {rule}, not {d.rule}"]))
+                continue
+            if d.kind == "retraction":
+                retracted[target_seq] = next_seq
+        assert subject_id is not None and rule is not None and rule_version is not None
+        row = {
+            "seq": next_seq,
+            "agency": agency,
+            "agency_ref": d.agency_ref,
+            "kind": d.kind,
+            "subject_id": subject_id,
+            "rule": rule,
+            "rule_version": rule_version,
+            "jurisdiction": d.jurisdiction,
+            "occurred_on": d.occurred_on,
+            "recorded_at": recorded_at,
+            "evidence": d.evidence,
+            "target_seq": target_seq,
+            "content_hash": d.content_hash,
+        }
+        subject = d.subject or subject_by_number.get(subject_id) or _subject_of(conn, subject_id)
+        subject_by_number[subject_id] = subject
+        leaf = leaf_for(row, subject)
+        row["leaf_hash"] = leaf
+        leaves.append(leaf)
+        new_rows.append(row)
+        in_batch[d.agency_ref] = (next_seq, d.content_hash)
+        result.outcomes.append(Outcome(index, "accepted", d.agency_ref, seq=next_seq))
+        next_seq += 1
+
+    if new_rows:
+        conn.execute(records.insert(), new_rows)
+    for index, reasons in quarantined:
+        raw = items[index]
+        qid = conn.execute(
+            quarantine.insert()
+            .values(
+                agency=agency,
+                source=source,
+                line=lines[index] if lines is not None else index + 1,
+                raw=_raw_text(raw),
+                reasons=json.dumps(reasons, ensure_ascii=False),
+                received_at=now,
+            )
+            .returning(quarantine.c.id)
+        ).scalar_one()
+        ref = raw.get("agency_ref") if isinstance(raw, Mapping) else None
+        result.outcomes.append(
+            Outcome(
+                index,
+                "rejected",
+                None if ref is None else str(ref),
+                reasons=tuple(reasons),
+                quarantine_id=int(qid),
+            )
+        )
+    result.outcomes.sort(key=lambda o: o.index)
+    tree_head = log.append(conn, head, leaves, now) if leaves else head
+    result.tree_size = tree_head.size
+    result.checkpoint = tree_head.checkpoint
+    return result
+
+
+def _raw_text(raw: Any) -> str:
+    """The item exactly as received, as JSON (a malformed line as its text)."""
+    if isinstance(raw, Mapping):
+        return json.dumps(raw, ensure_ascii=False, default=str, sort_keys=True)
+    return json.dumps(getattr(raw, "text", raw), ensure_ascii=False, default=str)
+
+
+def _subject_of(conn: Connection, subject_id: int) -> SubjectId:
+    row = conn.execute(
+        select(subjects.c.kind, subjects.c.identifier).where(subjects.c.id == subject_id)
+    ).one()
+    return SubjectId(row.kind, row.identifier)
+
+
+def _check_target(
+    d: Draft,
+    agency: str,
+    targets: Mapping[Any, Any],
+    retracted: Mapping[int, int],
+    catalogs: Registry,
+    new_rows: Sequence[Mapping[str, Any]],
+) -> tuple[list[str], Mapping[str, Any] | None]:
+    """Whether a retraction or restoration may touch the record it names."""
+    field_name = "target_seq" if d.target_seq is not None else "target_ref"
+    key: Any = d.target_seq if d.target_seq is not None else ("ref", d.target_ref)
+    found = targets.get(key)
+    target: Mapping[str, Any] | None = dict(found._mapping) if found is not None else None
+    if target is None:  # it may have been accepted earlier in this same batch
+        for row in new_rows:
+            if row["seq"] == d.target_seq or (d.target_ref is not None and row["agency_ref"] == d.target_ref):
+                target = row
+                break
+    if target is None:
+        return [f"{field_name}: no record {d.target_seq or d.target_ref!r} of agency {agency} to touch"], None
+    if target["kind"] != "incident":
+        return [f"{field_name}: record {target['seq']} is a {target['kind']}, not an incident"], None
+    if target["seq"] in retracted:
+        return [
+            f"{field_name}: record {target['seq']} was already retracted by {retracted[target['seq']]}"
+        ], None
+    if d.kind == "retraction" and target["agency"] != agency:
+        return [
+            f"{field_name}: record {target['seq']} belongs to {target['agency']}; only it may retract it"
+        ], None
+    if d.kind == "restoration":
+        rule = catalogs.rule(target["rule"], target["occurred_on"])
+        if target["agency"] != agency and (rule is None or agency not in rule.agencies):
+            return [f"{field_name}: agency {agency} may not restore a record of rule {target['rule']}"], None
+        if d.occurred_on < target["occurred_on"]:
+            return [
+                f"occurred_on: a restoration ({d.occurred_on}) cannot precede the act it clears "
+                f"({target['occurred_on']})"
+            ], None
+    return [], target
+
+
+def quarantine_rows(
+    conn: Connection,
+    *,
+    agency: str | None = None,
+    open_only: bool = False,
+    limit: int = 100,
+    after_id: int = 0,
+) -> list[dict[str, Any]]:
+    """Quarantined items, oldest first, with whether a retry released them."""
+    q = (
+        select(
+            quarantine,
+            quarantine_releases.c.seq.label("released_seq"),
+            quarantine_releases.c.outcome.label("released_as"),
+        )
+        .join(quarantine_releases, quarantine_releases.c.quarantine_id == quarantine.c.id, isouter=True)
+        .where(quarantine.c.id > after_id)
+        .order_by(quarantine.c.id)
+        .limit(limit)
+    )
+    if agency is not None:
+        q = q.where(quarantine.c.agency == agency)
+    if open_only:
+        q = q.where(quarantine_releases.c.quarantine_id.is_(None))
+    return [
+        {**dict(r._mapping), "raw": json.loads(r.raw), "reasons": json.loads(r.reasons)}
+        for r in conn.execute(q)
+    ]
+
+
+def retry_quarantine(
+    conn: Connection,
+    catalogs: Registry,
+    log: LedgerLog,
+    ids: Sequence[int] | None = None,
+    *,
+    agency: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """Run open quarantined items through ingest again (after a catalog fix).
+
+    A success is written as a release row; the quarantined row itself stays
+    as it was. What is still refused is quarantined again with today's reasons.
+    """
+    now = now or datetime.now(UTC)
+    rows = quarantine_rows(conn, agency=agency, open_only=True, limit=1_000_000)
+    if ids is not None:
+        wanted = set(ids)
+        rows = [r for r in rows if r["id"] in wanted]
+    counts = {"released": 0, "still_refused": 0}
+    by_agency: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_agency.setdefault(r["agency"], []).append(r)
+    for agency_code, group in by_agency.items():
+        result = ingest(
+            conn,
+            catalogs,
+            log,
+            agency_code,
+            [r["raw"] for r in group],
+            source="quarantine-retry",
+            lines=[r["line"] for r in group],
+            now=now,
+        )
+        for row, outcome in zip(group, result.outcomes, strict=True):
+            if outcome.status == "rejected":
+                counts["still_refused"] += 1
+                # The retry's own quarantine row carries the new reasons; the
+                # original is released to it so only one stays open.
+                conn.execute(
+                    quarantine_releases.insert().values(
+                        quarantine_id=row["id"], seq=None, outcome="requeued", released_at=now
+                    )
+                )
+            else:
+                counts["released"] += 1
+                conn.execute(
+                    quarantine_releases.insert().values(
+                        quarantine_id=row["id"], seq=outcome.seq, outcome=outcome.status, released_at=now
+                    )
+                )
+    return counts

@@ -1,0 +1,83 @@
+"""What a running credo needs, built once: settings, database, catalogs.
+
+Both the API and the CLI start from here, so they serve the same registry.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+
+from sqlalchemy import Connection, select
+
+from credo.catalog.registry import CatalogError, Registry, load_catalogs
+from credo.ledger.log import LedgerLog
+from credo.settings import Settings, load_settings
+from credo.store import migrate
+from credo.store.db import Database
+from credo.store.tables import agencies, catalog_loads
+
+
+class CatalogLoadError(RuntimeError):
+    def __init__(self, errors: list[CatalogError]) -> None:
+        self.errors = errors
+        lines = [f"{e.file}: {e.location}: {e.message}" for e in errors]
+        super().__init__("catalogs refused:\n" + "\n".join(lines))
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    catalogs: Registry
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, db: Database | None = None) -> Runtime:
+        settings = settings or load_settings()
+        registry, errors = load_catalogs([settings.catalog_dir])
+        if registry is None:
+            raise CatalogLoadError(errors)
+        return cls(settings, db or Database.from_url(settings.database_url), registry)
+
+    @cached_property
+    def log(self) -> LedgerLog:
+        return LedgerLog(self.settings.signing_key_path, str(self.settings.log_origin))
+
+
+def sync_catalogs(conn: Connection, registry: Registry) -> int:
+    """Register the catalogs' agencies (new ones only) and note which catalog is in force."""
+    known = set(conn.execute(select(agencies.c.code)).scalars())
+    new = [
+        {
+            "code": a.code,
+            "jurisdiction": registry.agency_jurisdiction(a.code),
+            "name_en": a.name_en,
+            "name_zh": a.name_zh,
+            "kind": a.kind,
+        }
+        for a in registry.agencies()
+        if a.code not in known
+    ]
+    if new:
+        conn.execute(agencies.insert(), new)
+    if (
+        conn.execute(select(catalog_loads.c.digest).where(catalog_loads.c.digest == registry.digest)).first()
+        is None
+    ):
+        conn.execute(
+            catalog_loads.insert().values(
+                digest=registry.digest,
+                loaded_at=datetime.now(UTC),
+                files=json.dumps(sorted(j.code for j in registry.jurisdictions())),
+            )
+        )
+    return len(new)
+
+
+def bootstrap(runtime: Runtime) -> None:
+    """Migrate to head and register the catalogs: what `serve` and `demo` do on start."""
+    with runtime.db.begin() as conn:
+        migrate.upgrade(conn)
+        sync_catalogs(conn, runtime.catalogs)

@@ -1,0 +1,130 @@
+"""One declared table of settings, read from ``CREDO_*`` environment variables.
+
+Every setting has a type, a default and help text; ``docs/settings.md`` lists
+them all and ``tests/test_docs.py`` fails when one is missing there.
+
+>>> s = load_settings({"CREDO_PORT": "9000"})
+>>> s.port
+9000
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+#: The repository root when credo runs from a checkout (editable install):
+#: shipped catalogs live there, beside ``src/``.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    type: type
+    default: Any
+    help: str
+
+    @property
+    def env(self) -> str:
+        return "CREDO_" + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "database_url",
+        str,
+        "sqlite:///credo.db",
+        "SQLAlchemy URL of the registry database. The default is a SQLite file "
+        "credo.db in the working directory; PostgreSQL: postgresql+psycopg://user@host/db.",
+    ),
+    Setting("host", str, "127.0.0.1", "Address `credo serve` listens on."),
+    Setting("port", int, 8000, "Port `credo serve` listens on."),
+    Setting("workers", int, 1, "Number of API worker processes for `credo serve`."),
+    Setting(
+        "signing_key_path",
+        Path,
+        Path("keys/credo-log.key"),
+        "Ed25519 key that signs tree heads of the Merkle log; created on first use (mode 0600).",
+    ),
+    Setting(
+        "log_origin",
+        str,
+        "credo.example/log",
+        "Origin line of signed tree heads (C2SP checkpoint): names this registry's log.",
+    ),
+    Setting(
+        "timezone",
+        str,
+        "Asia/Shanghai",
+        "Timezone in which dates of acts and deadlines are counted, unless a "
+        "jurisdiction's policy says otherwise.",
+    ),
+    Setting(
+        "catalog_dir",
+        Path,
+        PROJECT_ROOT / "catalogs",
+        "Folder of catalog TOML files loaded at start (every *.toml directly inside it).",
+    ),
+    Setting("max_batch", int, 10_000, "Largest number of records accepted in one API batch."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+class SettingsError(ValueError):
+    """A setting has a value of the wrong type; the message names the variable."""
+
+
+def _parse(setting: Setting, raw: str) -> Any:
+    parsers: dict[type, Callable[[str], Any]] = {int: int, str: str, Path: Path}
+    try:
+        value = parsers[setting.type](raw)
+    except ValueError as exc:
+        raise SettingsError(f"{setting.env}: expected {setting.type.__name__}, got {raw!r}") from exc
+    if setting.name == "timezone":
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise SettingsError(f"{setting.env}: unknown IANA timezone {raw!r}") from exc
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def replace(self, **changes: Any) -> Settings:
+        unknown = set(changes) - set(_BY_NAME)
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return Settings({**self.values, **changes})
+
+    # Typed accessors for the settings the code reads most.
+    @property
+    def database_url(self) -> str:
+        return str(self.values["database_url"])
+
+    @property
+    def catalog_dir(self) -> Path:
+        return Path(self.values["catalog_dir"])
+
+    @property
+    def signing_key_path(self) -> Path:
+        return Path(self.values["signing_key_path"])
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    values = {s.name: _parse(s, env[s.env]) if s.env in env else s.default for s in SETTINGS}
+    return Settings(values)

@@ -1,0 +1,179 @@
+"""The registry's tables (SQLAlchemy Core).
+
+Migrations in ``credo/migrations`` create these; this module is what the code
+queries. ``tests/store/test_migrations.py`` fails when the two drift apart.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# Stable constraint names so migrations can refer to them on both databases.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+UTCDateTime = DateTime(timezone=True)
+# SQLite assigns ids only to an INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+agencies = Table(
+    "agencies",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column("jurisdiction", String(32), nullable=False),
+    Column("name_en", Text, nullable=False),
+    Column("name_zh", Text, nullable=False),
+    Column("kind", String(32), nullable=False),
+)
+
+subjects = Table(
+    "subjects",
+    metadata,
+    # The subject number: dense, so check indexes can be bitmaps over it.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("identifier", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("kind", "identifier"),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("agency", String(64), ForeignKey("agencies.code"), nullable=True),
+    Column("relying_party", String(64), nullable=True),
+    Column("subject_id", Integer, ForeignKey("subjects.id"), nullable=True),
+    Column("jurisdiction", String(32), nullable=True),
+    Column("label", Text, nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+records = Table(
+    "records",
+    metadata,
+    # The ledger sequence number; leaf index in the Merkle log is seq - 1.
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("agency", String(64), ForeignKey("agencies.code"), nullable=False),
+    Column("agency_ref", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("subject_id", Integer, ForeignKey("subjects.id"), nullable=False),
+    Column("rule", String(96), nullable=False),
+    Column("rule_version", Integer, nullable=False),
+    Column("jurisdiction", String(32), nullable=False),
+    Column("occurred_on", Date, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("evidence", Text, nullable=False, default=""),
+    Column("target_seq", BigInteger, ForeignKey("records.seq"), nullable=True),
+    # sha256 of what the agency sent: a resent batch is a duplicate only when equal.
+    Column("content_hash", LargeBinary(32), nullable=False),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    UniqueConstraint("agency", "agency_ref"),
+    Index("ix_records_subject_id", "subject_id"),
+    Index("ix_records_target_seq", "target_seq"),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("agency", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("line", Integer, nullable=True),
+    Column("raw", Text, nullable=False),
+    Column("reasons", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Index("ix_quarantine_agency", "agency"),
+)
+
+# Quarantine rows are never edited: a successful retry is a new row here.
+quarantine_releases = Table(
+    "quarantine_releases",
+    metadata,
+    Column("quarantine_id", BigInteger, ForeignKey("quarantine.id"), primary_key=True),
+    Column("seq", BigInteger, ForeignKey("records.seq"), nullable=True),
+    Column("outcome", String(16), nullable=False),
+    Column("released_at", UTCDateTime, nullable=False),
+)
+
+tree_heads = Table(
+    "tree_heads",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("checkpoint", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# One row: the Merkle frontier after the last batch, so appending is O(log n).
+log_state = Table(
+    "log_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+    Column("frontier", Text, nullable=False),
+)
+
+# Appeals against a record (the due-process issue fills in the workflow);
+# scoring already reads them: overturned voids, overdue-and-undecided suspends.
+appeals = Table(
+    "appeals",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("record_seq", BigInteger, ForeignKey("records.seq"), nullable=False),
+    Column("subject_id", Integer, ForeignKey("subjects.id"), nullable=False),
+    Column("filed_at", UTCDateTime, nullable=False),
+    Column("deadline_at", UTCDateTime, nullable=False),
+    Column("grounds", Text, nullable=False),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("outcome", String(16), nullable=True),
+    Column("reviewer", Text, nullable=True),
+    Column("reasons", Text, nullable=True),
+    Index("ix_appeals_record_seq", "record_seq"),
+)
+
+catalog_loads = Table(
+    "catalog_loads",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("loaded_at", UTCDateTime, nullable=False),
+    Column("files", Text, nullable=False),
+)
+
+__all__ = [
+    "agencies",
+    "appeals",
+    "catalog_loads",
+    "log_state",
+    "metadata",
+    "quarantine",
+    "quarantine_releases",
+    "records",
+    "subjects",
+    "tokens",
+    "tree_heads",
+]

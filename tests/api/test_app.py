@@ -1,0 +1,50 @@
+"""The app itself: health, metrics, OpenAPI, problem+json errors, authentication."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from credo.api.app import create_app
+from credo.runtime import Runtime
+
+
+def client(runtime: Runtime) -> TestClient:
+    return TestClient(create_app(runtime))
+
+
+def test_healthz_reports_database_and_every_shipped_catalog(runtime: Runtime) -> None:
+    body = client(runtime).get("/healthz").json()
+    assert body["status"] == "ok"
+    assert body["database"] == runtime.db.dialect
+    assert {"CN", "CN-ZJ", "CN-ZJ-HZ", "CN-ZJ-ZS", "CN-ZJ-YW", "CN-SD", "CN-SD-RC"} <= set(
+        body["jurisdictions"]
+    )
+
+
+def test_metrics_are_prometheus_text(runtime: Runtime) -> None:
+    c = client(runtime)
+    c.get("/healthz")
+    res = c.get("/metrics")
+    assert res.headers["content-type"].startswith("text/plain")
+    assert "credo_http_requests_total" in res.text
+
+
+def test_openapi_documents_the_batch_body(runtime: Runtime) -> None:
+    spec = client(runtime).get("/openapi.json").json()
+    body = spec["paths"]["/api/v1/records"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["type"] == "array"
+    assert "agency_ref" in body["items"]["properties"]
+
+
+def test_errors_are_problem_json(runtime: Runtime) -> None:
+    c = client(runtime)
+    missing = c.get("/nowhere")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.json()["status"] == 404
+    unauth = c.post("/api/v1/records", json=[])
+    assert unauth.status_code == 401
+    assert unauth.headers["content-type"] == "application/problem+json"
+    assert unauth.headers["www-authenticate"] == "Bearer"
+    bad = c.post("/api/v1/records", json=[], headers={"Authorization": "Bearer nope"})
+    assert bad.json()["detail"] == "unknown or revoked token"

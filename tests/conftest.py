@@ -1,0 +1,103 @@
+"""Shared fixtures: every storage test runs on SQLite and on a real PostgreSQL.
+
+Each database is migrated once per test session; each test runs inside an
+outer transaction that is rolled back at its end, and every write the code
+under test commits becomes a savepoint (``Database.bound``). Tests stay
+independent and never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from credo.catalog.registry import Registry, load_catalogs
+from credo.runtime import Runtime, sync_catalogs
+from credo.settings import PROJECT_ROOT, Settings, load_settings
+from credo.store import migrate
+from credo.store.db import Database, make_engine
+
+POSTGRES_URL = os.environ.get("CREDO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+CATALOGS = PROJECT_ROOT / "catalogs"
+
+
+def _postgres_engine(schema: str) -> Engine:
+    return make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
+
+
+def _postgres_available() -> str | None:
+    try:
+        engine = make_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+@pytest.fixture(scope="session")
+def catalogs() -> Registry:
+    registry, errors = load_catalogs([CATALOGS])
+    assert registry is not None, errors
+    return registry
+
+
+@pytest.fixture(scope="session")
+def sqlite_engine(tmp_path_factory: pytest.TempPathFactory, catalogs: Registry) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('db') / 'credo.db'}")
+    db = Database(engine)
+    with db.begin() as conn:
+        migrate.upgrade(conn)
+        sync_catalogs(conn, catalogs)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgresql_engine(catalogs: Registry) -> Iterator[Engine]:
+    problem = _postgres_available()
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is unreachable under CI=true: {problem}")
+        pytest.skip(f"PostgreSQL unreachable: {problem}")
+    schema = f"credo_test_{secrets.token_hex(4)}"
+    admin = make_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    engine = _postgres_engine(schema)
+    with Database(engine).begin() as conn:
+        migrate.upgrade(conn)
+        sync_catalogs(conn, catalogs)
+    yield engine
+    engine.dispose()
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest) -> Iterator[Database]:
+    """A migrated registry database, rolled back after the test."""
+    engine: Engine = request.getfixturevalue(f"{request.param}_engine")
+    with engine.connect() as conn:
+        outer = conn.begin()
+        try:
+            yield Database.bound(conn)
+        finally:
+            outer.rollback()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings({}).replace(signing_key_path=tmp_path / "keys" / "log.key")
+
+
+@pytest.fixture
+def runtime(db: Database, catalogs: Registry, settings: Settings) -> Runtime:
+    return Runtime(settings=settings, db=db, catalogs=catalogs)

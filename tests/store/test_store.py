@@ -1,0 +1,139 @@
+"""Storage guarantees, asserted on real connections of both databases."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, insert, text
+from sqlalchemy.exc import DBAPIError
+
+from credo.store import migrate
+from credo.store.db import Database, make_engine
+from credo.store.tables import metadata, records, subjects
+
+
+def test_every_sqlite_connection_is_durable_wal_with_foreign_keys(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}", pool_size=3)
+    conns = [engine.connect() for _ in range(3)]  # three distinct pooled connections
+    for conn in conns:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        conn.close()
+    engine.dispose()
+
+
+def test_sqlite_write_transactions_begin_immediate(tmp_path: Path) -> None:
+    """A writer takes the write lock at BEGIN: a second writer waits there, a reader does not."""
+    db = Database.from_url(f"sqlite:///{tmp_path / 'x.db'}")
+    with db.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    holding = threading.Event()
+    release = threading.Event()
+    second_began = threading.Event()
+
+    def hold() -> None:
+        with db.begin():
+            holding.set()
+            release.wait(10)
+
+    def second_writer() -> None:
+        # With a deferred BEGIN this would go straight through: nothing is written.
+        with db.begin():
+            second_began.set()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(5)
+    other = threading.Thread(target=second_writer)
+    other.start()
+    try:
+        assert not second_began.wait(0.5), "a second writer began while the first held the lock"
+        with db.read() as conn:  # WAL + deferred BEGIN: readers are never blocked
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+    finally:
+        release.set()
+        holder.join()
+        other.join()
+    assert second_began.is_set()
+    db.dispose()
+
+
+def test_migrations_match_the_tables_the_code_queries(db: Database) -> None:
+    with db.begin() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_database_is_at_the_newest_migration(db: Database) -> None:
+    with db.read() as conn:
+        assert migrate.current_revision(conn) == migrate.head_revision()
+
+
+def _one_record(conn: object) -> None:
+    now = datetime.now(UTC)
+    sid = conn.execute(  # type: ignore[attr-defined]
+        insert(subjects)
+        .values(kind="person", identifier="11010519491231002X", created_at=now)
+        .returning(subjects.c.id)
+    ).scalar_one()
+    conn.execute(  # type: ignore[attr-defined]
+        insert(records).values(
+            seq=1,
+            agency="CN-SPC",
+            agency_ref="r1",
+            kind="incident",
+            subject_id=sid,
+            rule="X",
+            rule_version=1,
+            jurisdiction="CN",
+            occurred_on=date(2024, 1, 1),
+            recorded_at=now,
+            evidence="",
+            target_seq=None,
+            content_hash=b"\0" * 32,
+            leaf_hash=b"\0" * 32,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE records SET evidence = 'changed'",
+        "DELETE FROM records",
+        "UPDATE tree_heads SET checkpoint = ''",
+        "DELETE FROM quarantine",
+    ],
+)
+def test_append_only_tables_refuse_update_and_delete(db: Database, statement: str) -> None:
+    with db.begin() as conn:
+        _one_record(conn)
+    with pytest.raises(DBAPIError, match="append-only"), db.begin() as conn:
+        conn.execute(
+            text("INSERT INTO tree_heads VALUES (1, :r, 'c', :t)"), {"r": b"\0" * 32, "t": datetime.now(UTC)}
+        )
+        conn.execute(
+            text(
+                "INSERT INTO quarantine (agency, source, raw, reasons, received_at) "
+                "VALUES ('a', 's', '{}', '[]', :t)"
+            ),
+            {"t": datetime.now(UTC)},
+        )
+        conn.execute(text(statement))
+
+
+def test_postgres_refuses_truncate_of_the_ledger(postgresql_engine: Engine) -> None:
+    with pytest.raises(DBAPIError, match="append-only"), postgresql_engine.begin() as conn:
+        conn.execute(text("TRUNCATE records CASCADE"))
+
+
+def test_postgres_commits_synchronously(postgresql_engine: Engine) -> None:
+    with postgresql_engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+        assert conn.exec_driver_sql("SHOW fsync").scalar() == "on"
