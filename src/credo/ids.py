@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date
 from typing import Literal, cast
 
@@ -48,6 +49,25 @@ def _normalise(raw: str) -> str:
     return re.sub(r"[\s-]", "", raw).upper() if raw is not None else ""
 
 
+# stdnum's region lookup walks its data file on every call; there are only a
+# few thousand (region, year) pairs and dates, so remember each answer.
+@lru_cache(maxsize=1 << 16)
+def _birth_date(yyyymmdd: str) -> date | None:
+    try:
+        return ric.get_birth_date("000000" + yyyymmdd + "0000")
+    except ValidationError:
+        return None
+
+
+@lru_cache(maxsize=1 << 16)
+def _region_in_use(region: str, year: str) -> bool:
+    try:
+        ric.get_birth_place(region + year + "01010000")
+    except ValidationError:
+        return False
+    return True
+
+
 def validate_ric(raw: str) -> str:
     """GB 11643 resident identity number: 6-digit region, birth date, sequence, check."""
     number = _normalise(raw)
@@ -59,21 +79,16 @@ def validate_ric(raw: str) -> str:
         raise IdentifierError(
             f"resident identity number: check character must be a digit or X, got {number[17]!r}"
         )
-    try:
-        born = ric.get_birth_date(number)
-    except ValidationError:
-        raise IdentifierError(
-            f"resident identity number: birth date {number[6:14]} is not a valid date"
-        ) from None
+    born = _birth_date(number[6:14])
+    if born is None:
+        raise IdentifierError(f"resident identity number: birth date {number[6:14]} is not a valid date")
     if born > date.today():
         raise IdentifierError(f"resident identity number: birth date {number[6:14]} is in the future")
-    try:
-        ric.get_birth_place(number)
-    except ValidationError:
+    if not _region_in_use(number[:6], number[6:10]):
         raise IdentifierError(
             f"resident identity number: region code {number[:6]} is not a GB/T 2260 region "
             f"in use in {born.year}"
-        ) from None
+        )
     expected = ric.calc_check_digit(number)
     if number[17] != expected:
         raise IdentifierError(
