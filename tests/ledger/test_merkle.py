@@ -417,18 +417,28 @@ def test_restored_compact_range_keeps_appending_identically() -> None:
 def test_compact_range_reports_every_perfect_subtree_it_completes() -> None:
     frontier = CompactRange()
     subtree = SubtreeCache(HASHES)
-    nodes = frontier.extend(HASHES[:100])
+    nodes = frontier.extend_with_nodes(HASHES[:100])
     # Every perfect subtree inside [0, 100) is reported exactly once, correctly.
     expected = {(level, index) for level in range(7) for index in range(100 >> level)}
     assert sorted((n.level, n.index) for n in nodes) == sorted(expected)
     for n in nodes:
         assert n.hash == subtree(n.start, n.end)
     assert CompactRange.from_subtrees(subtree, 100) == frontier
+    plain = CompactRange()
+    plain.extend(HASHES[:100])
+    assert plain == frontier
 
 
 def test_compact_range_refuses_bad_input() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         CompactRange().append(b"short")
+    with pytest.raises(ValueError, match="32 bytes"):
+        CompactRange().append_with_nodes(b"short")
+    frontier = CompactRange()
+    with pytest.raises(ValueError, match="32 bytes"):
+        frontier.extend([*HASHES[:5], b"short", HASHES[5]])
+    # What came before the bad leaf is in, and the state is coherent.
+    assert frontier.size == 5 and frontier.root() == root(HASHES[:5])
     with pytest.raises(ValueError, match="has 2 hashes, got 1"):
         CompactRange.from_hashes(5, [HASHES[0]])
     with pytest.raises(ValueError, match="32 bytes"):
@@ -443,8 +453,8 @@ def test_compact_range_refuses_bad_input() -> None:
 
 
 def _stored_node_hasher(size: int) -> tuple[Callable[[int, int], bytes], list[tuple[int, int]]]:
-    """What a storage layer does: keep the nodes append() reports, look them up."""
-    table = {(n.level, n.index): n.hash for n in CompactRange().extend(HASHES[:size])}
+    """What a storage layer does: keep the nodes append_with_nodes() reports, look them up."""
+    table = {(n.level, n.index): n.hash for n in CompactRange().extend_with_nodes(HASHES[:size])}
     calls: list[tuple[int, int]] = []
 
     def subtree(start: int, end: int) -> bytes:

@@ -193,4 +193,4 @@ def leaf_hash(data: bytes) -> bytes:
 
 def record_leaf_hash(obj: Mapping[str, JSONValue]) -> bytes:
     """Leaf hash of a record: ``leaf_hash(canonical_bytes(obj))``."""
-    return hashlib.sha256(b"\x00" + canonical_bytes(obj)).digest()
+    return leaf_hash(canonical_bytes(obj))

@@ -173,7 +173,9 @@ class Verifier:
             key = _b64decode(key_b64)
         except (binascii.Error, UnicodeEncodeError):
             raise bad("the key is not base64") from None
-        if not key or key[0] != ALG_ED25519:
+        if not key:
+            raise bad("the public key is missing")
+        if key[0] != ALG_ED25519:
             raise bad("only Ed25519 keys (type 0x01) are supported")
         if len(key) != 1 + 32:
             raise bad("an Ed25519 public key is 32 bytes")
@@ -249,18 +251,24 @@ def _create_key_file(path: Path) -> None:
     )
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
+    with os.fdopen(fd, "wb") as file:
         os.fchmod(fd, 0o600)  # the umask may only remove bits; make it exact
-        os.write(fd, pem)
+        file.write(pem)
+        file.flush()
         os.fsync(fd)
-    finally:
-        os.close(fd)
     try:
         os.link(tmp, path)
     except FileExistsError:
         pass  # another process won the race; use its key
     finally:
         tmp.unlink()
+    # A key lost in a crash would silently be replaced by a new one that no
+    # verifier knows: make the new name durable before signing anything.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _read_private_key(path: Path) -> Ed25519PrivateKey:
