@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from credo.cli import catalog, db, ledger, serve, settings_cmd, tokens
+from credo.cli.common import close_runtimes
 
 app = typer.Typer(
     name="credo",
@@ -16,6 +17,13 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    ctx.call_on_close(close_runtimes)
+
+
 app.add_typer(db.app, name="db")
 app.add_typer(catalog.app, name="catalog")
 app.add_typer(tokens.app, name="token")

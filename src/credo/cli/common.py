@@ -27,8 +27,20 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+_opened: list[Runtime] = []
+
+
 def open_runtime() -> Runtime:
+    """The registry this command works on; its connections close with the command."""
     try:
-        return Runtime.open()
+        runtime = Runtime.open()
     except (CatalogLoadError, SettingsError) as exc:
         fail(str(exc))
+    _opened.append(runtime)
+    return runtime
+
+
+def close_runtimes() -> None:
+    """Close every pool a command opened (the root callback registers this)."""
+    while _opened:
+        _opened.pop().db.dispose()
