@@ -51,6 +51,13 @@ def detect_format(path: Path) -> str:
 
 def iter_csv(stream: IO[bytes]) -> Iterator[tuple[int, Item]]:
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="strict", newline="")
+    try:
+        yield from _iter_csv_text(text)
+    finally:
+        text.detach()  # the caller owns (and closes) the byte stream
+
+
+def _iter_csv_text(text: IO[str]) -> Iterator[tuple[int, Item]]:
     reader = csv.reader(text)
     try:
         header = next(reader)
