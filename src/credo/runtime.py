@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
 
@@ -40,6 +41,11 @@ class Runtime:
         if registry is None:
             raise CatalogLoadError(errors)
         return cls(settings, db or Database.from_url(settings.database_url), registry)
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        """The timezone in which "today" is counted for dates of acts and listings."""
+        return ZoneInfo(str(self.settings.timezone))
 
     @cached_property
     def log(self) -> LedgerLog:

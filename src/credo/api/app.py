@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -10,7 +12,8 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from credo.api import problems
-from credo.api.routers import audit, health, records
+from credo.api.routers import audit, health, lists, records
+from credo.lists.keeper import IndexKeeper
 from credo.runtime import Runtime
 
 REQUESTS = Counter("credo_http_requests_total", "HTTP requests", ["method", "status"])
@@ -43,16 +46,29 @@ class MetricsMiddleware:
 
 
 def create_app(runtime: Runtime) -> FastAPI:
+    keeper = IndexKeeper(runtime.db, runtime.catalogs, str(runtime.settings.timezone))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        keeper.start()
+        try:
+            yield
+        finally:
+            keeper.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="credo",
         version="0.1.0",
         description="A social-credit registry where due process is part of the data model.",
     )
     app.state.runtime = runtime
+    app.state.index_keeper = keeper
     problems.install(app)
     app.include_router(health.router)
     app.include_router(records.router)
     app.include_router(audit.router)
+    app.include_router(lists.router)
     app.add_middleware(MetricsMiddleware)
     return app
 

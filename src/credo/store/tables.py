@@ -156,6 +156,104 @@ appeals = Table(
     Index("ix_appeals_record_seq", "record_seq"),
 )
 
+relying_parties = Table(
+    "relying_parties",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("sector", String(64), nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+relying_party_measures = Table(
+    "relying_party_measures",
+    metadata,
+    Column("party", String(64), ForeignKey("relying_parties.code"), primary_key=True),
+    Column("measure", String(64), primary_key=True),
+)
+
+# A listing, derived from the ledger and the catalogs by the lists job. Its
+# end is a separate row (listing_ends) so that history is never rewritten.
+listings = Table(
+    "listings",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("subject_id", Integer, ForeignKey("subjects.id"), nullable=False),
+    Column("list_code", String(96), nullable=False),
+    Column("scheme", String(32), nullable=False),
+    Column("cause", String(8), nullable=False),  # rule | grade
+    Column("cause_seq", BigInteger, ForeignKey("records.seq"), nullable=True),
+    Column("started_on", Date, nullable=False),
+    Column("planned_end_on", Date, nullable=False),
+    Column("grace_until", Date, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_listings_subject_id", "subject_id"),
+)
+
+listing_ends = Table(
+    "listing_ends",
+    metadata,
+    Column("listing_id", BigInteger, ForeignKey("listings.id"), primary_key=True),
+    Column("ended_on", Date, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+# Grade-based blacklists warn first; a warning lapses when the grade recovers.
+list_warnings = Table(
+    "list_warnings",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("subject_id", Integer, ForeignKey("subjects.id"), nullable=False),
+    Column("list_code", String(96), nullable=False),
+    Column("scheme", String(32), nullable=False),
+    Column("warned_on", Date, nullable=False),
+    Column("lapsed_on", Date, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_list_warnings_subject_id", "subject_id"),
+)
+
+# Notices to subjects. The due-process issue adds delivery; a listing is
+# enforceable only once its notice row exists.
+notices = Table(
+    "notices",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("subject_id", Integer, ForeignKey("subjects.id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("listing_id", BigInteger, ForeignKey("listings.id"), nullable=True),
+    Column("warning_id", BigInteger, ForeignKey("list_warnings.id"), nullable=True),
+    Column("record_seq", BigInteger, ForeignKey("records.seq"), nullable=True),
+    Column("issued_at", UTCDateTime, nullable=False),
+    Column("body", Text, nullable=False),
+    Index("ix_notices_subject_id", "subject_id"),
+)
+
+# Every relying-party question and its answer: what the subject sees.
+checks = Table(
+    "checks",
+    metadata,
+    Column("ref", String(40), primary_key=True),
+    Column("party", String(64), nullable=False),
+    Column("subject", String(80), nullable=False),
+    Column("measure", String(64), nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("decision", String(8), nullable=False),
+    Column("listing_id", BigInteger, nullable=True),
+    Column("checked_at", UTCDateTime, nullable=False),
+    Index("ix_checks_subject", "subject"),
+)
+
+# Bumped by every change the check index must see (listing, end, notice).
+list_changes = Table(
+    "list_changes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("subject_id", Integer, nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+)
+
 catalog_loads = Table(
     "catalog_loads",
     metadata,
@@ -168,11 +266,19 @@ __all__ = [
     "agencies",
     "appeals",
     "catalog_loads",
+    "checks",
+    "list_changes",
+    "list_warnings",
+    "listing_ends",
+    "listings",
     "log_state",
     "metadata",
+    "notices",
     "quarantine",
     "quarantine_releases",
     "records",
+    "relying_parties",
+    "relying_party_measures",
     "subjects",
     "tokens",
     "tree_heads",

@@ -1,0 +1,188 @@
+"""Relying parties ask; subjects see who asked; anyone may search a public list."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import insert, select
+
+from credo.access.services import Principal, Role
+from credo.api.deps import RuntimeDep, require
+from credo.api.problems import Problem
+from credo.ids import IdentifierError, parse_subject_ref
+from credo.lists.checks import MAX_ITEMS, CheckError, Party, answer
+from credo.lists.services import listing_views, party
+from credo.store.tables import checks, subjects
+
+router = APIRouter(prefix="/api/v1", tags=["lists"])
+PartyDep = Annotated[Principal, Depends(require(Role.RELYING_PARTY))]
+SubjectDep = Annotated[Principal, Depends(require(Role.SUBJECT))]
+
+
+class CheckItem(BaseModel):
+    subject: str = Field(description="the subject's identifier, e.g. 11010519491231002X")
+    measure: str = Field(description="a measure the relying party is registered for, e.g. air-travel")
+
+
+class CheckAnswer(BaseModel):
+    subject: str
+    measure: str
+    decision: str = Field(description="allowed | denied | granted")
+    ref: str = Field(description="reference the subject can look up")
+
+
+_CHECK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "array", "items": CheckItem.model_json_schema(), "maxItems": MAX_ITEMS}
+            }
+        },
+    }
+}
+
+
+@router.post("/checks", response_model=list[CheckAnswer], openapi_extra=_CHECK_BODY)
+async def post_checks(request: Request, runtime: RuntimeDep, principal: PartyDep) -> Response:
+    """Up to 1,000 {subject, measure} questions (a manifest); per item the decision and a ref."""
+    try:
+        items = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, "Malformed JSON", f"body: {exc}") from None
+    if not isinstance(items, list):
+        raise Problem(422, "Invalid request", "body: must be a JSON array of {subject, measure}")
+    keeper = request.app.state.index_keeper
+    with runtime.db.read() as conn:
+        registered = party(conn, principal.relying_party or "")
+    if registered is None:
+        raise Problem(403, "Forbidden", "this token's relying party is not registered")
+    who = Party(registered["code"], registered["purpose"], frozenset(registered["measures"]))
+    try:
+        answers, rows = answer(keeper.current(), who, items, datetime.now(UTC))
+    except CheckError as exc:
+        raise Problem(exc.status, "Check refused", str(exc)) from None
+    if rows:
+        with runtime.db.begin() as conn:
+            conn.execute(insert(checks), rows)
+    return Response(orjson.dumps(answers), media_type="application/json")
+
+
+def _subject_text(runtime: RuntimeDep, principal: Principal) -> str:
+    with runtime.db.read() as conn:
+        row = conn.execute(
+            select(subjects.c.kind, subjects.c.identifier).where(subjects.c.id == principal.subject_id)
+        ).one()
+    return f"{row.kind}:{row.identifier}"
+
+
+@router.get("/me/checks")
+def my_checks(
+    runtime: RuntimeDep, principal: SubjectDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[dict[str, Any]]:
+    """Every check a relying party made about me: who, when, for what purpose, and the answer."""
+    subject = _subject_text(runtime, principal)
+    with runtime.db.read() as conn:
+        rows = (
+            conn.execute(
+                select(checks)
+                .where(checks.c.subject == subject)
+                .order_by(checks.c.checked_at.desc())
+                .limit(limit)
+            )
+            .mappings()
+            .all()
+        )
+    return [{**r, "checked_at": r["checked_at"].isoformat()} for r in rows]
+
+
+@router.get("/me/checks/{ref}")
+def my_check(ref: str, runtime: RuntimeDep, principal: SubjectDep) -> dict[str, Any]:
+    """One check, with the listing that caused a denial and how to contest it."""
+    subject = _subject_text(runtime, principal)
+    with runtime.db.read() as conn:
+        row = (
+            conn.execute(select(checks).where(checks.c.ref == ref, checks.c.subject == subject))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise Problem(404, "Not Found", f"no check {ref!r} about you")
+        checked = (
+            row["checked_at"].replace(tzinfo=UTC) if row["checked_at"].tzinfo is None else row["checked_at"]
+        )
+        views = listing_views(
+            conn, runtime.catalogs, subject_ids=[principal.subject_id or 0], known_at=checked
+        )
+    day = checked.astimezone(runtime.zone).date()
+    causes = []
+    for view in views:
+        definition = runtime.catalogs.list(view.list_code)
+        if (
+            definition
+            and view.enforceable(day)
+            and row["measure"] in {m.measure for m in definition.measures}
+        ):
+            causes.append(
+                {
+                    **view.as_dict(),
+                    "list_name_en": definition.name_en,
+                    "list_name_zh": definition.name_zh,
+                    "how_to_contest": _contest_hint(view.cause_seq),
+                }
+            )
+    return {**row, "checked_at": checked.isoformat(), "causes": causes}
+
+
+def _contest_hint(cause_seq: int | None) -> str:
+    if cause_seq is None:
+        return (
+            "The listing follows your grade: see your score's explanation and appeal the records behind it."
+        )
+    return f"File an appeal against record {cause_seq} (POST /api/v1/me/appeals) within the appeal window."
+
+
+@router.get("/me/listings")
+def my_listings(runtime: RuntimeDep, principal: SubjectDep) -> list[dict[str, Any]]:
+    """My listings: cause, start, enforceable-from, planned end and end."""
+    with runtime.db.read() as conn:
+        return [
+            v.as_dict()
+            for v in listing_views(conn, runtime.catalogs, subject_ids=[principal.subject_id or 0])
+        ]
+
+
+@router.get("/public/lists/{code}")
+def public_list(
+    code: str, runtime: RuntimeDep, subject: Annotated[str, Query(description="identifier to look up")]
+) -> dict[str, Any]:
+    """Whether a subject is on a public list (like the court defaulter list) today. No sign-in."""
+    definition = runtime.catalogs.list(code)
+    if definition is None or not definition.public:
+        raise Problem(404, "Not Found", f"no public list {code!r}")
+    try:
+        sid = parse_subject_ref(subject)
+    except IdentifierError as exc:
+        raise Problem(422, "Invalid request", f"subject: {exc}") from None
+    today = datetime.now(UTC).astimezone(runtime.zone).date()
+    with runtime.db.read() as conn:
+        number = conn.execute(
+            select(subjects.c.id).where(subjects.c.kind == sid.kind, subjects.c.identifier == sid.identifier)
+        ).scalar()
+        views = [] if number is None else listing_views(conn, runtime.catalogs, subject_ids=[number])
+    current = [v for v in views if v.list_code == code and v.enforceable(today)]
+    return {
+        "list": code,
+        "name_en": definition.name_en,
+        "name_zh": definition.name_zh,
+        "subject": str(sid),
+        "listed": bool(current),
+        "entries": [
+            {"started_on": v.started_on.isoformat(), "planned_end_on": v.planned_end_on.isoformat()}
+            for v in current
+        ],
+    }
