@@ -109,10 +109,17 @@ def test_retry_after_the_cause_is_gone(cli: Any, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "a.csv", [RecordFactory(agency_ref="A-1")])
     cli("ingest", str(path), "--agency", "CN-ZJ-HZ-TP")
     # A retraction sent before its target: refused, then released once the target arrives.
-    rt = write_csv(tmp_path / "r.csv", [{"agency_ref": "R-2", "kind": "retraction", "target_ref": "A-2",
-                                          "occurred_on": "2024-06-01"}])
+    rt = write_csv(
+        tmp_path / "r.csv",
+        [{"agency_ref": "R-2", "kind": "retraction", "target_ref": "A-2", "occurred_on": "2024-06-01"}],
+    )
     assert json.loads(cli("ingest", str(rt), "--agency", "CN-ZJ-HZ-TP", "--json").stdout)["quarantined"] == 1
-    cli("ingest", str(write_csv(tmp_path / "b.csv", [RecordFactory(agency_ref="A-2")])), "--agency", "CN-ZJ-HZ-TP")
+    cli(
+        "ingest",
+        str(write_csv(tmp_path / "b.csv", [RecordFactory(agency_ref="A-2")])),
+        "--agency",
+        "CN-ZJ-HZ-TP",
+    )
     retried = json.loads(cli("quarantine", "retry", "--json").stdout)
     assert retried == {"released": 1, "still_refused": 0}
 
@@ -164,3 +171,35 @@ def test_token_create_prints_once_and_refuses_bad_bindings(cli: Any) -> None:
 def test_settings_lists_every_variable(cli: Any) -> None:
     rows = json.loads(cli("settings", "--json").stdout)
     assert {r["env"] for r in rows} >= {"CREDO_DATABASE_URL", "CREDO_PORT", "CREDO_TIMEZONE"}
+
+
+def test_party_add_check_and_lists_show(cli: Any) -> None:
+    ok = cli(
+        "party",
+        "add",
+        "CR",
+        "--name",
+        "China Railway",
+        "--sector",
+        "rail",
+        "--purpose",
+        "ticket sales",
+        "--measure",
+        "high-speed-rail",
+    )
+    assert ok.exit_code == 0, ok.output
+    again = cli(
+        "party", "add", "CR", "--name", "x", "--sector", "rail", "--purpose", "p", "--measure", "air-travel"
+    )
+    assert again.exit_code == 2
+    assert (
+        cli(
+            "party", "add", "X", "--name", "x", "--sector", "s", "--purpose", "p", "--measure", "nope"
+        ).exit_code
+        == 2
+    )
+    decided = json.loads(cli("check", "11010519491231002X", "air-travel", "--json").stdout)
+    assert decided == {"subject": "person:11010519491231002X", "measure": "air-travel", "decision": "allowed"}
+    assert cli("check", "11010519491231002X", "teleport").exit_code == 2
+    shown = json.loads(cli("lists", "show", "11010519491231002X", "--json").stdout)
+    assert shown["listings"] == []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from credo.cli import catalog, db, ledger, serve, settings_cmd, tokens
+from credo.cli import catalog, db, ledger, lists, serve, settings_cmd, tokens
 from credo.cli.common import close_runtimes
 
 app = typer.Typer(
@@ -29,6 +29,9 @@ app.add_typer(catalog.app, name="catalog")
 app.add_typer(tokens.app, name="token")
 app.add_typer(ledger.quarantine_app, name="quarantine")
 app.add_typer(ledger.audit_app, name="audit")
+app.add_typer(lists.lists_app, name="lists")
+app.add_typer(lists.party_app, name="party")
+app.command("check")(lists.check)
 app.command("ingest")(ledger.ingest)
 app.command("serve")(serve.serve)
 app.command("demo")(serve.demo)
