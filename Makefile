@@ -23,7 +23,7 @@ demo: $(BIN)/.base
 	$(BIN)/credo demo
 
 system-deps:
-	@bash scripts/system-deps.sh
+	@bash scripts/system-deps.sh chromium
 
 postgres:
 	@bash scripts/ensure-postgres.sh

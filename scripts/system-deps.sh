@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the tests need that pip cannot install. Nothing yet
-# beyond what the machine has; browser tests add chromium here.
+# Debian packages the tests need that pip cannot install: Debian's Chromium
+# for the Playwright browser tests (never `playwright install`: no downloads).
 set -eu
 missing=()
 for pkg in "$@"; do
