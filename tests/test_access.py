@@ -38,6 +38,7 @@ def test_token_authenticates_as_its_principal_until_revoked(db: Database) -> Non
         ("reviewer", {}, "jurisdiction: required"),
         ("auditor", {"agency": "CN-SPC"}, "agency: not allowed for role auditor"),
         ("agency", {"agency": "CN-SPC", "subject_id": 1}, "subject_id: not allowed"),
+        ("reviewer", {"jurisdiction": "CN", "subject_id": 1}, "subject_id: not allowed"),
         ("wizard", {}, "role: must be one of"),
     ],
 )
@@ -46,3 +47,10 @@ def test_token_binding_must_fit_the_role(
 ) -> None:
     with db.begin() as conn, pytest.raises(AccessError, match=message):
         create_token(conn, role, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_reviewer_may_belong_to_an_agency(db: Database) -> None:
+    with db.begin() as conn:
+        token = create_token(conn, "reviewer", jurisdiction="CN", agency="CN-SPC")
+        principal = authenticate(conn, token)
+    assert principal is not None and principal.agency == "CN-SPC"

@@ -83,7 +83,9 @@ def create_token(
     needed = _BINDING.get(role)
     if needed is not None and given[needed] is None:
         raise AccessError(f"{needed}: required for role {role.value}")
-    extra = [k for k, v in given.items() if v is not None and k != needed]
+    # A reviewer may belong to an agency: they may then not decide on its records.
+    optional = {"agency"} if role is Role.REVIEWER else set()
+    extra = [k for k, v in given.items() if v is not None and k != needed and k not in optional]
     if extra:
         raise AccessError(f"{extra[0]}: not allowed for role {role.value}")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 # Stable constraint names so migrations can refer to them on both databases.
@@ -153,7 +155,14 @@ appeals = Table(
     Column("outcome", String(16), nullable=True),
     Column("reviewer", Text, nullable=True),
     Column("reasons", Text, nullable=True),
+    Column("listing_id", BigInteger, ForeignKey("listings.id"), nullable=True),
+    Column("notice_id", BigInteger, ForeignKey("notices.id"), nullable=True),
+    Column("filed_by", Text, nullable=False, server_default=""),
+    Column("attachments", Text, nullable=False, server_default="[]"),
+    Column("amended_seq", BigInteger, ForeignKey("records.seq"), nullable=True),
+    Column("suspension_noticed", Boolean, nullable=False, server_default=false()),
     Index("ix_appeals_record_seq", "record_seq"),
+    Index("ix_appeals_subject_id", "subject_id"),
 )
 
 relying_parties = Table(
@@ -254,6 +263,51 @@ list_changes = Table(
     Column("changed_at", UTCDateTime, nullable=False),
 )
 
+# Where a subject's notices go; the outbox delivers each notice to each channel.
+subject_channels = Table(
+    "subject_channels",
+    metadata,
+    Column("subject_id", Integer, ForeignKey("subjects.id"), primary_key=True),
+    Column("channel", String(16), primary_key=True),  # email | webhook
+    Column("address", Text, nullable=False),
+    Column("language", String(8), nullable=False, server_default="zh"),
+)
+
+notice_deliveries = Table(
+    "notice_deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("notice_id", BigInteger, ForeignKey("notices.id"), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("address", Text, nullable=False),
+    Column("state", String(8), nullable=False),  # pending | sent | failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Index("ix_notice_deliveries_state", "state", "next_attempt_at"),
+)
+
+# A subject's request to clear a rectifiable record early on the strength of
+# a restorative act; an approval is a restoration record in the ledger.
+rectification_requests = Table(
+    "rectification_requests",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("subject_id", Integer, ForeignKey("subjects.id"), nullable=False),
+    Column("record_seq", BigInteger, ForeignKey("records.seq"), nullable=False),
+    Column("act", Text, nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("filed_at", UTCDateTime, nullable=False),
+    Column("deadline_at", UTCDateTime, nullable=False),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("outcome", String(16), nullable=True),  # approved | refused
+    Column("decided_by", Text, nullable=True),
+    Column("reasons", Text, nullable=True),
+    Column("restoration_seq", BigInteger, ForeignKey("records.seq"), nullable=True),
+    Index("ix_rectification_requests_subject_id", "subject_id"),
+)
+
 catalog_loads = Table(
     "catalog_loads",
     metadata,
@@ -273,12 +327,15 @@ __all__ = [
     "listings",
     "log_state",
     "metadata",
+    "notice_deliveries",
     "notices",
     "quarantine",
     "quarantine_releases",
     "records",
+    "rectification_requests",
     "relying_parties",
     "relying_party_measures",
+    "subject_channels",
     "subjects",
     "tokens",
     "tree_heads",
