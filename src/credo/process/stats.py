@@ -88,7 +88,7 @@ def appeals_by_outcome(conn: Connection) -> list[dict[str, Any]]:
 
 def overturn_rate_by_agency(conn: Connection) -> list[dict[str, Any]]:
     """Per agency: incidents, appealed, overturned (incl. amended), and the overturned share."""
-    incidents = dict(
+    incidents: dict[str, int] = dict(
         conn.execute(
             select(records.c.agency, func.count())
             .where(records.c.kind == "incident")

@@ -1,0 +1,79 @@
+"""Bring listings in line with what scoring says now, for some subjects or all.
+
+Scoring answers two questions per scheme (as of today, as known now):
+the status of each record of a rule that places on a list (judged in the
+scheme of the rule's own jurisdiction), and each scored subject's grade.
+:mod:`credo.lists.derive` turns those into a plan; this module writes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection
+
+from credo.catalog.models import grade_for
+from credo.catalog.registry import Registry
+from credo.lists.derive import Plan, TriggerState, plan_grade_listings, plan_rule_listings
+from credo.lists.services import apply_plan, open_listings, open_warnings
+from credo.scoring.online import run_live
+from credo.scoring.relations import ask, from_day
+
+
+def trigger_rules(catalogs: Registry) -> frozenset[str]:
+    """Codes of rules with a version that places its subject on a list directly."""
+    return frozenset(
+        r.code
+        for j in catalogs.jurisdictions()
+        for r in catalogs.rules_for_scheme(j.code)
+        if r.places_on is not None
+    )
+
+
+def plan_for(
+    conn: Connection, catalogs: Registry, now: datetime, subject_ids: Sequence[int] | None = None
+) -> Plan:
+    schemes = [j.code for j in catalogs.jurisdictions()]
+    evals = ask(catalogs, schemes, known_at=now)
+    today = evals[0].as_of
+    placing = trigger_rules(catalogs)
+    triggers: list[TriggerState] = []
+    grades: dict[tuple[int, str], str] = {}
+    targets: Sequence[int | None] = [None] if subject_ids is None else sorted(set(subject_ids))
+    for target in targets:
+        for row in run_live(conn, catalogs, "explained", evals, subject_id=target):
+            rule = str(row["rule"])
+            if rule in placing and row["scheme"] == catalogs.rule_jurisdiction(rule):
+                triggers.append(
+                    TriggerState(
+                        int(row["seq"]),
+                        int(row["subject_id"]),
+                        rule,
+                        from_day(int(row["occurred_day"])),
+                        str(row["status"]),
+                    )
+                )
+        for row in run_live(conn, catalogs, "scores", evals, subject_id=target):
+            if row["scored"]:
+                policy = catalogs.policy(str(row["scheme"]))
+                grades[(int(row["subject_id"]), str(row["scheme"]))] = grade_for(policy, int(row["score"]))
+    listed = open_listings(conn, subject_ids)
+    rule_plan = plan_rule_listings(catalogs, today, triggers, listed)
+    grade_plan = plan_grade_listings(catalogs, today, grades, listed, open_warnings(conn, subject_ids))
+    return Plan(
+        open=rule_plan.open + grade_plan.open,
+        end=rule_plan.end + grade_plan.end,
+        warn=grade_plan.warn,
+        lapse=grade_plan.lapse,
+    )
+
+
+def refresh(
+    conn: Connection, catalogs: Registry, now: datetime, subject_ids: Sequence[int] | None = None
+) -> Plan:
+    """Compute and apply the plan; returns what changed."""
+    plan = plan_for(conn, catalogs, now, subject_ids)
+    if not plan.is_empty:
+        apply_plan(conn, catalogs, plan, now)
+    return plan
