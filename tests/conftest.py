@@ -95,7 +95,8 @@ def db(request: pytest.FixtureRequest) -> Iterator[Database]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return load_settings({}).replace(signing_key_path=tmp_path / "keys" / "log.key")
+    # No background clock in tests: they call the scheduler's tick themselves.
+    return load_settings({}).replace(signing_key_path=tmp_path / "keys" / "log.key", scheduler_interval=0)
 
 
 @pytest.fixture

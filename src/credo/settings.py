@@ -71,6 +71,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Folder of catalog TOML files loaded at start (every *.toml directly inside it).",
     ),
     Setting("max_batch", int, 10_000, "Largest number of records accepted in one API batch."),
+    Setting(
+        "scheduler_interval",
+        int,
+        30,
+        "Seconds between runs of the server's clock (overdue appeals, daily listing refresh, "
+        "notice delivery); 0 turns it off (run `credo tick` from cron instead).",
+    ),
+    Setting("smtp_host", str, "127.0.0.1", "SMTP server that delivers notices by email."),
+    Setting("smtp_port", int, 25, "Port of the SMTP server."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import secrets
+from datetime import date, timedelta
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -203,3 +204,29 @@ def test_party_add_check_and_lists_show(cli: Any) -> None:
     assert cli("check", "11010519491231002X", "teleport").exit_code == 2
     shown = json.loads(cli("lists", "show", "11010519491231002X", "--json").stdout)
     assert shown["listings"] == []
+
+
+def test_appeal_commands_and_the_clock(cli: Any, tmp_path: Path) -> None:
+    assert json.loads(cli("appeal", "list", "--json").stdout) == []
+    refused = cli(
+        "appeal",
+        "decide",
+        "99",
+        "--outcome",
+        "upheld",
+        "--reasons",
+        "r",
+        "--reviewer",
+        "me",
+        "--jurisdiction",
+        "CN",
+    )
+    assert refused.exit_code == 1 and "no appeal 99" in refused.output
+    recent = (date.today() - timedelta(days=10)).isoformat()  # a listing lasts 2 years from the act
+    rows = [RecordFactory(court_defaulter=True, occurred_on=recent)]
+    cli("ingest", str(write_csv(tmp_path / "j.csv", rows)), "--agency", "CN-SPC")
+    shown = json.loads(cli("lists", "show", rows[0]["subject"], "--json").stdout)
+    assert [v["list_code"] for v in shown["listings"]] == ["CN.DEFAULTER"]  # ingest moved the listing
+    assert json.loads(cli("lists", "refresh", "--json").stdout) == {"listed": 0, "delisted": 0, "warned": 0}
+    ticked = json.loads(cli("tick", "--json").stdout)
+    assert ticked["overdue"] == 0

@@ -12,8 +12,10 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from credo.api import problems
-from credo.api.routers import audit, health, lists, records
+from credo.api.routers import audit, health, lists, me, records, review
 from credo.lists.keeper import IndexKeeper
+from credo.process.outbox import OutboxConfig
+from credo.process.scheduler import Scheduler
 from credo.runtime import Runtime
 
 REQUESTS = Counter("credo_http_requests_total", "HTTP requests", ["method", "status"])
@@ -47,13 +49,23 @@ class MetricsMiddleware:
 
 def create_app(runtime: Runtime) -> FastAPI:
     keeper = IndexKeeper(runtime.db, runtime.catalogs, str(runtime.settings.timezone))
+    interval = int(runtime.settings.scheduler_interval)
+    scheduler = Scheduler(
+        runtime.db,
+        runtime.catalogs,
+        str(runtime.settings.timezone),
+        OutboxConfig(smtp_host=str(runtime.settings.smtp_host), smtp_port=int(runtime.settings.smtp_port)),
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         keeper.start()
+        if interval > 0:
+            scheduler.start(interval)
         try:
             yield
         finally:
+            scheduler.stop()
             keeper.stop()
 
     app = FastAPI(
@@ -69,6 +81,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(records.router)
     app.include_router(audit.router)
     app.include_router(lists.router)
+    app.include_router(me.router)
+    app.include_router(review.router)
     app.add_middleware(MetricsMiddleware)
     return app
 

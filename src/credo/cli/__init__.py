@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from credo.cli import catalog, db, ledger, lists, serve, settings_cmd, tokens
+from credo.cli import catalog, db, ledger, lists, process, serve, settings_cmd, tokens
 from credo.cli.common import close_runtimes
 
 app = typer.Typer(
@@ -32,6 +32,10 @@ app.add_typer(ledger.audit_app, name="audit")
 app.add_typer(lists.lists_app, name="lists")
 app.add_typer(lists.party_app, name="party")
 app.command("check")(lists.check)
+lists.lists_app.command("refresh")(process.lists_refresh)
+app.add_typer(process.appeal_app, name="appeal")
+app.add_typer(process.notices_app, name="notices")
+app.command("tick")(process.tick)
 app.command("ingest")(ledger.ingest)
 app.command("serve")(serve.serve)
 app.command("demo")(serve.demo)

@@ -13,8 +13,8 @@ from rich.table import Table
 from credo.cli.common import JsonOpt, console, err_console, fail, open_runtime, print_json
 from credo.ledger import audit as ledger_audit
 from credo.ledger.readers import ReadError, iter_file
-from credo.ledger.services import ingest as ingest_batch
 from credo.ledger.services import quarantine_rows, retry_quarantine
+from credo.process.intake import ingest_and_notify as ingest_batch
 
 quarantine_app = typer.Typer(help="Rejected input, kept with its reasons.", no_args_is_help=True)
 audit_app = typer.Typer(help="Verify the ledger against its Merkle log.", no_args_is_help=True)

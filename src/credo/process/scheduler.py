@@ -1,0 +1,65 @@
+"""The registry's clock: what must happen because time passed.
+
+One ``tick`` tells subjects whose appeals went overdue (their records are
+suspended from the deadline on, by the definition of the score), moves
+their listings, refreshes every listing once a day (expiries and planned
+ends at midnight; grade warnings that ran their course) and delivers due
+notices. ``credo serve`` runs it in the background; ``credo tick`` runs it
+once (cron).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+from credo.catalog.registry import Registry
+from credo.lists.refresh import refresh
+from credo.process import appeals
+from credo.process.outbox import OutboxConfig, deliver_due
+from credo.store.db import Database
+
+
+@dataclass
+class Scheduler:
+    db: Database
+    catalogs: Registry
+    timezone: str
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    last_full_refresh: date | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def tick(self, now: datetime | None = None) -> dict[str, int]:
+        now = now or datetime.now(UTC)
+        today = now.astimezone(ZoneInfo(self.timezone)).date()
+        out = {"overdue": 0, "listings_changed": 0, "sent": 0}
+        with self.db.begin() as conn:
+            overdue = appeals.overdue(conn, now)
+            out["overdue"] = len(overdue)
+            if overdue:
+                plan = refresh(conn, self.catalogs, now, overdue)
+                out["listings_changed"] += len(plan.open) + len(plan.end)
+            if self.last_full_refresh != today:
+                plan = refresh(conn, self.catalogs, now)
+                out["listings_changed"] += len(plan.open) + len(plan.end) + len(plan.warn)
+                self.last_full_refresh = today
+        with self.db.begin() as conn:
+            out["sent"] = deliver_due(conn, self.outbox, now)["sent"]
+        return out
+
+    def run(self, interval: float = 30.0) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.tick()
+            except Exception:  # noqa: S112 - the next tick retries; a crash must not stop the clock
+                continue
+
+    def start(self, interval: float = 30.0) -> threading.Thread:
+        thread = threading.Thread(target=self.run, args=(interval,), name="credo-scheduler", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
