@@ -23,7 +23,7 @@ demo: $(BIN)/.base
 	$(BIN)/credo demo
 
 system-deps:
-	@bash scripts/system-deps.sh chromium
+	@bash scripts/system-deps.sh chromium fonts-wqy-microhei
 
 postgres:
 	@bash scripts/ensure-postgres.sh
