@@ -78,6 +78,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds between runs of the server's clock (overdue appeals, daily listing refresh, "
         "notice delivery); 0 turns it off (run `credo tick` from cron instead).",
     ),
+    Setting("max_body_bytes", int, 16 * 1024 * 1024, "Largest request body accepted (413 above it)."),
+    Setting("max_in_flight", int, 64, "Requests served at once per worker; beyond it 503 with Retry-After."),
+    Setting(
+        "rate_per_minute",
+        int,
+        60_000,
+        "Requests per minute per bearer token; beyond it 429 with Retry-After.",
+    ),
+    Setting("log_requests", int, 1, "1: one structured JSON log line per request on stdout; 0: none."),
     Setting("smtp_host", str, "127.0.0.1", "SMTP server that delivers notices by email."),
     Setting("smtp_port", int, 25, "Port of the SMTP server."),
 )

@@ -12,6 +12,7 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from credo.api import problems
+from credo.api.guard import AccessWriter, GuardMiddleware, Limits, configure_logging
 from credo.api.routers import audit, health, lists, me, records, review
 from credo.lists.keeper import IndexKeeper
 from credo.process.outbox import OutboxConfig
@@ -57,8 +58,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         OutboxConfig(smtp_host=str(runtime.settings.smtp_host), smtp_port=int(runtime.settings.smtp_port)),
     )
 
+    writer = AccessWriter(runtime.db)
+    settings = runtime.settings
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        writer.start()
         keeper.start()
         if interval > 0:
             scheduler.start(interval)
@@ -67,6 +72,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         finally:
             scheduler.stop()
             keeper.stop()
+            writer.stop()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -76,6 +82,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.index_keeper = keeper
+    app.state.access_writer = writer
     problems.install(app)
     app.include_router(health.router)
     app.include_router(records.router)
@@ -84,6 +91,15 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(me.router)
     app.include_router(review.router)
     app.add_middleware(MetricsMiddleware)
+    configure_logging()
+    app.add_middleware(
+        GuardMiddleware,
+        writer=writer,
+        limits=Limits(
+            int(settings.max_body_bytes), int(settings.max_in_flight), int(settings.rate_per_minute)
+        ),
+        log_requests=bool(int(settings.log_requests)),
+    )
     return app
 
 

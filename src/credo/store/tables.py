@@ -316,7 +316,49 @@ catalog_loads = Table(
     Column("files", Text, nullable=False),
 )
 
+# Web sign-in: a one-time link signs its holder in as one token's principal,
+# once, before it expires (``credo token create --link``).
+login_links = Table(
+    "login_links",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("token_id", Integer, ForeignKey("tokens.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+)
+
+# An organisation's registered name as an agency reported it, so the public
+# lookup can find a listed organisation by name (people only by identifier).
+organisation_names = Table(
+    "organisation_names",
+    metadata,
+    Column("subject_id", Integer, ForeignKey("subjects.id"), primary_key=True),
+    Column("agency", String(64), ForeignKey("agencies.code"), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+# One row per API request, allowed or denied: who, as what, did what, to whom.
+access_log = Table(
+    "access_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("token_id", Integer, nullable=True),
+    Column("role", String(16), nullable=False),
+    Column("operation", String(200), nullable=False),
+    Column("subject", String(80), nullable=True),
+    Column("purpose", Text, nullable=True),
+    Column("status", Integer, nullable=False),
+    Column("outcome", String(8), nullable=False),
+    Index("ix_access_log_at", "at"),
+)
+
 __all__ = [
+    "access_log",
     "agencies",
     "appeals",
     "catalog_loads",
@@ -326,9 +368,11 @@ __all__ = [
     "listing_ends",
     "listings",
     "log_state",
+    "login_links",
     "metadata",
     "notice_deliveries",
     "notices",
+    "organisation_names",
     "quarantine",
     "quarantine_releases",
     "records",

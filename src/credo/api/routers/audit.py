@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import select
 from starlette.responses import PlainTextResponse
 
-from credo.api.deps import PrincipalDep, RuntimeDep
+from credo.access.services import Principal, Role
+from credo.api.deps import PrincipalDep, RuntimeDep, require
 from credo.api.problems import Problem
 from credo.ledger import audit
 from credo.ledger.log import latest_tree_head
+from credo.store.tables import access_log
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -66,3 +69,18 @@ def consistency(
             return audit.consistency(conn, from_, to)
         except ValueError as exc:
             raise Problem(422, "Invalid request", f"from/to: {exc}") from None
+
+
+@router.get("/access")
+def access_records(
+    runtime: RuntimeDep,
+    _: Annotated[Principal, Depends(require(Role.AUDITOR))],
+    after_id: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[dict[str, Any]]:
+    """The access log, oldest first: every request, allowed or denied (auditors only)."""
+    with runtime.db.read() as conn:
+        rows = conn.execute(
+            select(access_log).where(access_log.c.id > after_id).order_by(access_log.c.id).limit(limit)
+        ).all()
+    return [{**r._mapping, "at": r.at.isoformat()} for r in rows]

@@ -62,6 +62,7 @@ async def post_checks(request: Request, runtime: RuntimeDep, principal: PartyDep
     if registered is None:
         raise Problem(403, "Forbidden", "this token's relying party is not registered")
     who = Party(registered["code"], registered["purpose"], frozenset(registered["measures"]))
+    request.state.purpose = registered["purpose"]
     try:
         answers, rows = answer(keeper.current(), who, items, datetime.now(UTC))
     except CheckError as exc:

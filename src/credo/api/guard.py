@@ -1,0 +1,250 @@
+"""What every request passes through: an id, limits, an access record, one log line.
+
+- **Request id**: taken from ``X-Request-ID`` when sane, else made; echoed back.
+- **Size**: a body larger than ``max_body_bytes`` is refused with 413 before
+  it is read.
+- **Saturation**: more than ``max_in_flight`` requests at once are answered
+  503 with ``Retry-After`` instead of queueing without bound.
+- **Rate**: each bearer token has a token bucket (``rate_per_minute``,
+  bursts up to a tenth of a minute's worth); over it, 429 with ``Retry-After``.
+- **Access record**: every request, allowed or denied, becomes one row of
+  the append-only ``access_log`` (who, role, operation, subject, purpose,
+  outcome, time). Rows are written by a background writer in batches.
+- **Log**: one structured JSON line per request (structlog).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import queue
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from credo.store.db import Database
+from credo.store.tables import access_log
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+log = structlog.get_logger("credo.http")
+
+
+def configure_logging() -> None:
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(serializer=lambda o, **_: orjson.dumps(o).decode()),
+        ],
+        cache_logger_on_first_use=True,
+    )
+
+
+@dataclass
+class Limits:
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_in_flight: int = 64
+    rate_per_minute: int = 60_000
+
+
+@dataclass
+class Bucket:
+    tokens: float
+    stamp: float
+
+
+@dataclass
+class RateLimiter:
+    per_minute: int
+    clock: Callable[[], float] = time.monotonic
+    buckets: dict[str, Bucket] = field(default_factory=dict)
+
+    def take(self, key: str) -> float:
+        """0 when allowed, else the seconds to wait."""
+        capacity = max(1.0, self.per_minute / 10)
+        rate = self.per_minute / 60
+        now = self.clock()
+        bucket = self.buckets.setdefault(key, Bucket(capacity, now))
+        bucket.tokens = min(capacity, bucket.tokens + (now - bucket.stamp) * rate)
+        bucket.stamp = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return 0.0
+        return (1 - bucket.tokens) / rate
+
+
+class AccessWriter:
+    """Writes access records in batches from a bounded queue (never blocks a request)."""
+
+    def __init__(self, db: Database, flush_every: float = 0.2, capacity: int = 100_000) -> None:
+        self.db = db
+        self.flush_every = flush_every
+        self.queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=capacity)
+        self.dropped = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def put(self, row: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(row)
+        except queue.Full:
+            self.dropped += 1  # counted and logged: overload must not take the server down
+
+    def flush(self) -> int:
+        rows: list[dict[str, Any]] = []
+        while True:
+            try:
+                rows.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        if rows:
+            with self.db.begin() as conn:
+                conn.execute(access_log.insert(), rows)
+        return len(rows)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_every):
+            try:
+                self.flush()
+            except Exception as exc:  # kept in the queue's place: log and try again next round
+                log.error("access log flush failed", error=str(exc))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.flush()
+
+
+def _problem(
+    status: int, title: str, detail: str, headers: list[tuple[bytes, bytes]]
+) -> tuple[Message, Message]:
+    body = orjson.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail})
+    start: Message = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(body)).encode()),
+            *headers,
+        ],
+    }
+    return start, {"type": "http.response.body", "body": body}
+
+
+class GuardMiddleware:
+    def __init__(
+        self, app: ASGIApp, writer: AccessWriter | None, limits: Limits, log_requests: bool = True
+    ) -> None:
+        self.app = app
+        self.writer = writer
+        self.limits = limits
+        self.log_requests = log_requests
+        self.limiter = RateLimiter(limits.rate_per_minute)
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = [500]
+        echo = [(b"x-request-id", request_id.encode())]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), *echo]}
+            await send(message)
+
+        async def refuse(code: int, title: str, detail: str, extra: list[tuple[bytes, bytes]]) -> None:
+            start, body = _problem(code, title, detail, [*extra, *echo])
+            status[0] = code
+            await send(start)
+            await send(body)
+
+        auth = headers.get(b"authorization", b"")
+        key = hashlib.sha256(auth).hexdigest()[:16] if auth else f"ip:{(scope.get('client') or ('?',))[0]}"
+        length = headers.get(b"content-length")
+        try:
+            if length is not None and length.isdigit() and int(length) > self.limits.max_body_bytes:
+                await refuse(
+                    413,
+                    "Request too large",
+                    f"body: at most {self.limits.max_body_bytes} bytes, got {int(length)}",
+                    [],
+                )
+            elif self.in_flight >= self.limits.max_in_flight:
+                await refuse(
+                    503, "Server busy", "too many requests in flight; retry shortly", [(b"retry-after", b"1")]
+                )
+            elif (wait := self.limiter.take(key)) > 0:
+                await refuse(
+                    429,
+                    "Too many requests",
+                    f"rate limit of {self.limits.rate_per_minute} per minute",
+                    [(b"retry-after", str(math.ceil(wait)).encode())],
+                )
+            else:
+                self.in_flight += 1
+                try:
+                    await self.app(scope, receive, send_with_id)
+                finally:
+                    self.in_flight -= 1
+        finally:
+            self._record(scope, request_id, status[0], time.perf_counter() - started)
+
+    def _record(self, scope: Scope, request_id: str, status: int, seconds: float) -> None:
+        state = scope.get("state") or {}
+        principal = state.get("principal")
+        route = scope.get("route")
+        operation = f"{scope['method']} {getattr(route, 'path', scope['path'])}"
+        params = scope.get("path_params") or {}
+        subject = params.get("subject") or (
+            None if principal is None or principal.subject_id is None else f"#{principal.subject_id}"
+        )
+        row = {
+            "at": datetime.now(UTC),
+            "request_id": request_id,
+            "token_id": None if principal is None else principal.token_id,
+            "role": "anonymous" if principal is None else principal.role.value,
+            "operation": operation[:200],
+            "subject": None if subject is None else str(subject)[:80],
+            "purpose": state.get("purpose"),
+            "status": status,
+            "outcome": "allowed"
+            if status < 400
+            else "denied"
+            if status in (401, 403, 404)
+            else "refused"
+            if status < 500
+            else "error",
+        }
+        if self.writer is not None and not scope["path"].startswith(("/static", "/metrics", "/healthz")):
+            self.writer.put(row)
+        if self.log_requests:
+            log.info(
+                "request",
+                request_id=request_id,
+                op=operation,
+                status=status,
+                role=row["role"],
+                ms=round(seconds * 1000, 2),
+            )

@@ -1,0 +1,73 @@
+"""Every request leaves an access record; limits answer 413, 429 and 503 with the reason."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from credo.access.services import create_token
+from credo.api.app import create_app
+from credo.runtime import Runtime
+
+
+def app_with(runtime: Runtime, **settings: int) -> TestClient:
+    runtime = Runtime(runtime.settings.replace(**settings), runtime.db, runtime.catalogs)
+    return TestClient(create_app(runtime))
+
+
+def access_rows(client: TestClient, runtime: Runtime) -> list[dict[str, object]]:
+    client.app.state.access_writer.flush()  # type: ignore[attr-defined]
+    with runtime.db.read() as conn:
+        return [dict(r._mapping) for r in conn.execute(text("SELECT * FROM access_log ORDER BY id"))]
+
+
+def test_every_request_allowed_or_denied_writes_one_access_record(runtime: Runtime) -> None:
+    with runtime.db.begin() as conn:
+        auditor = create_token(conn, "auditor", label="inspector")
+        agency = create_token(conn, "agency", agency="CN-SPC")
+    client = app_with(runtime)
+    client.get("/api/v1/audit/access", headers={"Authorization": f"Bearer {auditor}"})
+    client.get("/api/v1/audit/access", headers={"Authorization": f"Bearer {agency}"})
+    client.get("/api/v1/audit/access")
+    rows = access_rows(client, runtime)
+    assert [(r["role"], r["status"], r["outcome"]) for r in rows] == [
+        ("auditor", 200, "allowed"),
+        ("agency", 403, "denied"),
+        ("anonymous", 401, "denied"),
+    ]
+    assert {r["operation"] for r in rows} == {"GET /api/v1/audit/access"}
+    shown = client.get("/api/v1/audit/access", headers={"Authorization": f"Bearer {auditor}"}).json()
+    assert len(shown) == 3
+
+
+def test_access_records_are_append_only(runtime: Runtime) -> None:
+    client = app_with(runtime)
+    client.get("/api/v1/me/file")
+    access_rows(client, runtime)
+    with pytest.raises(DBAPIError, match="append-only"), runtime.db.begin() as conn:
+        conn.execute(text("DELETE FROM access_log"))
+
+
+def test_request_id_is_echoed_or_made(runtime: Runtime) -> None:
+    client = app_with(runtime)
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+    assert len(client.get("/healthz", headers={"X-Request-ID": "bad id!"}).headers["x-request-id"]) == 32
+
+
+def test_a_body_over_the_limit_is_413(runtime: Runtime) -> None:
+    res = app_with(runtime, max_body_bytes=100).post("/api/v1/records", content=b"[" + b" " * 200 + b"]")
+    assert res.status_code == 413 and res.headers["content-type"] == "application/problem+json"
+
+
+def test_over_the_rate_limit_is_429_with_retry_after(runtime: Runtime) -> None:
+    client = app_with(runtime, rate_per_minute=10)  # a burst of one, then one every 6 s
+    assert client.get("/healthz").status_code == 200
+    limited = client.get("/healthz")
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+
+
+def test_a_saturated_server_answers_503(runtime: Runtime) -> None:
+    res = app_with(runtime, max_in_flight=0).get("/healthz")
+    assert res.status_code == 503 and res.headers["retry-after"] == "1"
