@@ -12,7 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from credo.access.services import Principal, Role
 from credo.api.deps import RuntimeDep, require
 from credo.api.problems import Problem
-from credo.ledger.services import ingest, quarantine_rows
+from credo.ledger.services import quarantine_rows
+from credo.process.intake import ingest_and_notify
 from credo.ledger.validate import RECORD_FIELDS
 
 router = APIRouter(prefix="/api/v1", tags=["agency"])
@@ -89,7 +90,7 @@ async def post_records(request: Request, runtime: RuntimeDep, agency: AgencyDep)
 
     def run() -> dict[str, Any]:
         with runtime.db.begin() as conn:
-            result = ingest(
+            result = ingest_and_notify(
                 conn,
                 runtime.catalogs,
                 runtime.log,
