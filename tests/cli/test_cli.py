@@ -6,8 +6,8 @@ import csv
 import json
 import os
 import secrets
-from datetime import date, timedelta
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from credo.cli import catalog, db, ledger, lists, process, serve, settings_cmd, tokens
+from credo.cli import catalog, db, demo, ledger, lists, process, serve, settings_cmd, simulate, tokens
 from credo.cli.common import close_runtimes
 
 app = typer.Typer(
@@ -36,9 +36,10 @@ lists.lists_app.command("refresh")(process.lists_refresh)
 app.add_typer(process.appeal_app, name="appeal")
 app.add_typer(process.notices_app, name="notices")
 app.command("tick")(process.tick)
+app.add_typer(simulate.app, name="simulate")
 app.command("ingest")(ledger.ingest)
 app.command("serve")(serve.serve)
-app.command("demo")(serve.demo)
+app.command("demo")(demo.demo)
 app.command("settings")(settings_cmd.show)
 
 
