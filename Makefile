@@ -42,3 +42,12 @@ bench: $(BIN)/.dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output
+
+# make fuzz  — nightly: schemathesis and hypothesis with 1,000 examples per operation/property
+# make soak  — bench/load.py: 10 min at 70 % of capacity, 2 min at 3x, recovery; writes bench/RESULTS.md
+.PHONY: fuzz soak
+fuzz: $(BIN)/.dev postgres
+	CREDO_FUZZ_EXAMPLES=$${CREDO_FUZZ_EXAMPLES:-1000} $(BIN)/pytest tests/fuzz $(PYTEST_ARGS)
+
+soak: $(BIN)/.dev
+	$(BIN)/python bench/load.py --write-results $(SOAK_ARGS)

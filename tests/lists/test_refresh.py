@@ -16,7 +16,9 @@ from credo.store.tables import notices, subjects
 NOW = datetime(2024, 6, 1, 2, 0, tzinfo=UTC)
 
 
-def send(runtime: Runtime, items: list[dict[str, object]], agency: str = "CN-SPC", now: datetime = NOW) -> None:
+def send(
+    runtime: Runtime, items: list[dict[str, object]], agency: str = "CN-SPC", now: datetime = NOW
+) -> None:
     with runtime.db.begin() as conn:
         result = ingest(conn, runtime.catalogs, runtime.log, agency, items, source="test", now=now)
     assert all(o.status == "accepted" for o in result.outcomes), result.outcomes
@@ -37,8 +39,19 @@ def test_a_court_judgment_lists_and_its_restoration_delists_the_same_day(runtime
         index = build_index(conn, runtime.catalogs, date(2024, 6, 1) + timedelta(days=30))
     assert index.decide("air-travel", f"person:{who}") == "denied"
     paid = NOW + timedelta(days=40)
-    send(runtime, [{"agency_ref": "paid", "kind": "restoration", "target_ref": "J-1",
-                    "occurred_on": paid.date().isoformat(), "evidence": "judgment performed"}], now=paid)
+    send(
+        runtime,
+        [
+            {
+                "agency_ref": "paid",
+                "kind": "restoration",
+                "target_ref": "J-1",
+                "occurred_on": paid.date().isoformat(),
+                "evidence": "judgment performed",
+            }
+        ],
+        now=paid,
+    )
     with runtime.db.begin() as conn:
         plan = refresh(conn, runtime.catalogs, paid, [sid])
         (view,) = listing_views(conn, runtime.catalogs, subject_ids=[sid])
@@ -56,8 +69,18 @@ def test_a_retracted_judgment_delists(runtime: Runtime) -> None:
     with runtime.db.begin() as conn:
         refresh(conn, runtime.catalogs, NOW, [sid])
     later = NOW + timedelta(days=3)
-    send(runtime, [{"agency_ref": "r", "kind": "retraction", "target_ref": "J-2",
-                    "occurred_on": later.date().isoformat()}], now=later)
+    send(
+        runtime,
+        [
+            {
+                "agency_ref": "r",
+                "kind": "retraction",
+                "target_ref": "J-2",
+                "occurred_on": later.date().isoformat(),
+            }
+        ],
+        now=later,
+    )
     with runtime.db.begin() as conn:
         plan = refresh(conn, runtime.catalogs, later, [sid])
     assert len(plan.end) == 1 and "retracted" in plan.end[0][2]

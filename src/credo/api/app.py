@@ -7,17 +7,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from credo.api import problems
+from credo.api import openapi, problems
+from credo.api.deps import plain_parameters
 from credo.api.guard import AccessWriter, GuardMiddleware, Limits, configure_logging
-from credo.api.routers import audit, health, lists, me, records, review
+from credo.api.routers import audit, health, lists, me, records, review, scores
 from credo.lists.keeper import IndexKeeper
 from credo.process.outbox import OutboxConfig
 from credo.process.scheduler import Scheduler
 from credo.runtime import Runtime
+from credo.web import install as install_web
 
 REQUESTS = Counter("credo_http_requests_total", "HTTP requests", ["method", "status"])
 LATENCY = Histogram("credo_http_request_seconds", "HTTP request latency", ["method"])
@@ -83,13 +85,20 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     app.state.index_keeper = keeper
     app.state.access_writer = writer
-    problems.install(app)
-    app.include_router(health.router)
-    app.include_router(records.router)
-    app.include_router(audit.router)
-    app.include_router(lists.router)
-    app.include_router(me.router)
-    app.include_router(review.router)
+    routers = (
+        health.router,
+        records.router,
+        audit.router,
+        lists.router,
+        me.router,
+        review.router,
+        scores.router,
+    )
+    problems.install(app, routers)
+    openapi.document(app, routers)
+    for router in routers:
+        app.include_router(router, dependencies=[Depends(plain_parameters)])
+    install_web(app)  # the pages: same services, out of the OpenAPI document
     app.add_middleware(MetricsMiddleware)
     configure_logging()
     app.add_middleware(

@@ -106,9 +106,21 @@ class AccessWriter:
                 rows.append(self.queue.get_nowait())
             except queue.Empty:
                 break
-        if rows:
-            with self.db.begin() as conn:
+        if not rows:
+            return 0
+        try:
+            with self.db.begin(shed=False) as conn:  # never shed: every request is recorded
                 conn.execute(access_log.insert(), rows)
+        except Exception as exc:
+            # One row the database refuses must not take its batch with it: row by row, and
+            # only a row refused on its own is dropped (and counted).
+            log.error("access log batch refused; writing row by row", error=str(exc)[:200])
+            for row in rows:
+                try:
+                    with self.db.begin(shed=False) as conn:
+                        conn.execute(access_log.insert(), [row])
+                except Exception:
+                    self.dropped += 1
         return len(rows)
 
     def _run(self) -> None:
@@ -143,6 +155,11 @@ def _problem(
         ],
     }
     return start, {"type": "http.response.body", "body": body}
+
+
+def _printable(text: str) -> str:
+    """A request's own text as the access log keeps it: NUL (which PostgreSQL refuses) escaped."""
+    return text.replace("\x00", "\\x00")
 
 
 class GuardMiddleware:
@@ -225,8 +242,8 @@ class GuardMiddleware:
             "request_id": request_id,
             "token_id": None if principal is None else principal.token_id,
             "role": "anonymous" if principal is None else principal.role.value,
-            "operation": operation[:200],
-            "subject": None if subject is None else str(subject)[:80],
+            "operation": _printable(operation)[:200],
+            "subject": None if subject is None else _printable(str(subject))[:80],
             "purpose": state.get("purpose"),
             "status": status,
             "outcome": "allowed"

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
+
+from credo.store.db import Overloaded
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -21,24 +27,58 @@ class Problem(Exception):
         self.extra = extra
 
 
-def problem_response(status: int, title: str, detail: str = "", **extra: Any) -> JSONResponse:
+def problem_response(
+    status: int, title: str, detail: str = "", *, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
     if detail:
         body["detail"] = detail
     body.update(extra)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers or None)
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, routers: Iterable[APIRouter] = ()) -> None:
+    # Path pattern -> methods, for the ``Allow`` header of a 405.
+    methods = [
+        (route.path_regex, route.methods or set())
+        for router in routers
+        for route in router.routes
+        if isinstance(route, Route)
+    ]
+
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.title, exc.detail, **exc.extra)
 
+    # The database is saturated (SQLite's writer queue is full; PostgreSQL's pool has no free
+    # connection in time): shed the request with 503 rather than fail it with 500.
+    @app.exception_handler(Overloaded)
+    async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
+        return problem_response(503, "Server busy", str(exc), headers={"Retry-After": "1"})
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool(_: Request, exc: PoolTimeout) -> JSONResponse:
+        detail = "no database connection free in time; retry shortly"
+        return problem_response(503, "Server busy", detail, headers={"Retry-After": "1"})
+
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
-        return problem_response(exc.status_code, title, str(exc.detail or ""))
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        try:
+            title = HTTPStatus(exc.status_code).phrase
+        except ValueError:
+            title = "Error"
+        # Keep the exception's headers; a 405's ``Allow`` names the methods of every route on the
+        # path (Starlette's names only the first route's, and GET and POST are routes of their own).
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            path = request.url.path
+            allowed = {m for regex, ms in methods if regex.match(path) for m in ms}
+            if allowed:  # else (a page's path) Starlette's own
+                headers["Allow"] = ", ".join(sorted(allowed))
+        return problem_response(exc.status_code, title, str(exc.detail or ""), headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

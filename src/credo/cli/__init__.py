@@ -8,7 +8,19 @@ from __future__ import annotations
 
 import typer
 
-from credo.cli import catalog, db, demo, ledger, lists, process, serve, settings_cmd, simulate, tokens
+from credo.cli import (
+    catalog,
+    db,
+    demo,
+    ledger,
+    lists,
+    process,
+    scoring,
+    serve,
+    settings_cmd,
+    simulate,
+    tokens,
+)
 from credo.cli.common import close_runtimes
 
 app = typer.Typer(
@@ -37,6 +49,9 @@ app.add_typer(process.appeal_app, name="appeal")
 app.add_typer(process.notices_app, name="notices")
 app.command("tick")(process.tick)
 app.add_typer(simulate.app, name="simulate")
+app.command("score")(scoring.score)
+app.command("rescore")(scoring.rescore)
+app.add_typer(scoring.export_app, name="export")
 app.command("ingest")(ledger.ingest)
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)

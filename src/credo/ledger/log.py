@@ -8,20 +8,23 @@ the new root is signed as a C2SP checkpoint and kept in ``tree_heads``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select, update
 
 from credo.ids import SubjectId
-from credo.ledger.canonical import record_leaf_hash
+from credo.ledger.canonical import MAX_SAFE_INTEGER, canonical_bytes, record_leaf_hash
 from credo.ledger.checkpoint import Signer, load_or_create_signing_key
 from credo.ledger.merkle import CompactRange
 from credo.store.tables import log_state, records, subjects, tree_heads
+
+_sha256 = hashlib.sha256
 
 
 def utc_text(moment: datetime) -> str:
@@ -36,9 +39,17 @@ def utc_text(moment: datetime) -> str:
 
 def leaf_document(row: Mapping[str, Any], subject: SubjectId) -> dict[str, Any]:
     """The record as the Merkle log sees it: every stored field except its hashes' own."""
+    return {
+        **_fields_known_early(row, subject),
+        "seq": int(row["seq"]),
+        "recorded_at": utc_text(row["recorded_at"]),
+    }
+
+
+def _fields_known_early(row: Mapping[str, Any], subject: SubjectId) -> dict[str, Any]:
+    """The leaf document but for ``seq`` and ``recorded_at``, which ingest fixes under the log lock."""
     occurred = row["occurred_on"]
     return {
-        "seq": int(row["seq"]),
         "agency": row["agency"],
         "agency_ref": row["agency_ref"],
         "kind": row["kind"],
@@ -47,7 +58,6 @@ def leaf_document(row: Mapping[str, Any], subject: SubjectId) -> dict[str, Any]:
         "rule_version": int(row["rule_version"]),
         "jurisdiction": row["jurisdiction"],
         "occurred_on": occurred.isoformat() if isinstance(occurred, date) else str(occurred),
-        "recorded_at": utc_text(row["recorded_at"]),
         "evidence": row["evidence"],
         "target_seq": None if row["target_seq"] is None else int(row["target_seq"]),
         "content_hash": bytes(row["content_hash"]).hex(),
@@ -56,6 +66,79 @@ def leaf_document(row: Mapping[str, Any], subject: SubjectId) -> dict[str, Any]:
 
 def leaf_for(row: Mapping[str, Any], subject: SubjectId) -> bytes:
     return record_leaf_hash(leaf_document(row, subject))
+
+
+#: The leaf document's fields in RFC 8785 order (every name is ASCII, so
+#: UTF-16 order is plain string order). ``recorded_at`` and ``seq`` are known
+#: only once the log lock is held; the fields after each start the next part
+#: of a :class:`LeafTemplate`.
+LEAF_FIELDS = (
+    "agency",
+    "agency_ref",
+    "content_hash",
+    "evidence",
+    "jurisdiction",
+    "kind",
+    "occurred_on",
+    "recorded_at",
+    "rule",
+    "rule_version",
+    "seq",
+    "subject",
+    "target_seq",
+)
+
+
+class LeafTemplate(NamedTuple):
+    """A record's leaf hash input with ``recorded_at`` and ``seq`` still open.
+
+    RFC 8785 writes an object as ``{`` + its members in key order, joined by
+    commas, + ``}``, each member (``"name":value``) written on its own. So
+    the canonical JSON of the document without the two late fields holds
+    every other member already in place: cut it before ``,"rule":`` and
+    before ``,"subject":`` and put ``recorded_at`` and ``seq`` in the cuts.
+    The cuts are found by searching for those bytes, which occur nowhere
+    else: inside a JSON string a quote is always escaped (``\\"``), so a
+    comma followed by a quote is always a member boundary (and UTF-8 never
+    uses those bytes inside a multi-byte character).
+
+    Ingest builds a template per record before taking the lock; under the
+    lock it only fills in the two fields and hashes (:meth:`leaf`). The
+    result is :func:`leaf_for` of the record (``tests/ledger/test_ingest_path.py``).
+    """
+
+    head: bytes
+    middle: bytes
+    tail: bytes
+
+    @classmethod
+    def of(cls, doc: Mapping[str, Any]) -> LeafTemplate:
+        """The template of a leaf document without ``recorded_at`` and ``seq``."""
+        text = canonical_bytes(doc)
+        rule = text.index(b',"rule":')
+        subject = text.index(b',"subject":', rule)
+        return cls(
+            b"\x00" + text[:rule] + b',"recorded_at":',
+            text[rule:subject] + b',"seq":',
+            text[subject:],
+        )
+
+    def leaf(self, recorded_at: bytes, seq: int) -> bytes:
+        """The leaf hash with ``recorded_at`` (from :func:`recorded_json`) and ``seq`` filled in."""
+        if not 0 < seq <= MAX_SAFE_INTEGER:
+            raise ValueError(f"seq {seq} is outside what RFC 8785 numbers hold exactly")
+        return _sha256(self.head + recorded_at + self.middle + str(seq).encode() + self.tail).digest()
+
+
+def recorded_json(moment: datetime) -> bytes:
+    """``recorded_at`` of a leaf document as its canonical JSON value."""
+    return canonical_bytes({"v": utc_text(moment)})[len(b'{"v":') : -1]
+
+
+def leaf_template(row: Mapping[str, Any], subject: SubjectId) -> LeafTemplate:
+    """The :class:`LeafTemplate` of a record (``row`` as for :func:`leaf_document`, without
+    ``seq`` and ``recorded_at``)."""
+    return LeafTemplate.of(_fields_known_early(row, subject))
 
 
 @dataclass(frozen=True)

@@ -49,21 +49,46 @@ def detect_format(path: Path) -> str:
     raise ReadError(f"{path}: cannot tell the format from {path.suffix!r}; use --format csv|jsonl|parquet")
 
 
+def _text_lines(stream: IO[bytes]) -> Iterator[str]:
+    """The stream as lines of text, ending where the csv module ends them (\\n, \\r\\n, \\r).
+
+    Decoded one line at a time, so a byte that is not UTF-8 is reported on
+    its own line, after every line before it was read (a whole-file decoder
+    fails on the first block it reads, and would blame line 1).
+    """
+    done = 0  # lines yielded so far
+    for raw in stream:  # binary lines end at b"\n"; \r\n stays together
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # Lines the valid start of this one holds (a lone \r ends one) are read first.
+            before = io.StringIO(raw[: exc.start].decode("utf-8"), newline="").readlines()
+            whole = [part for part in before if part.endswith(("\r", "\n"))]
+            yield from whole
+            where = done + len(whole) + 1
+            raise ReadError(f"line {where}: not UTF-8 ({exc.reason}); nothing after it was read") from None
+        if done == 0:
+            line = line.removeprefix("\ufeff")
+        if "\r" in line.removesuffix("\r\n"):
+            parts = io.StringIO(line, newline="").readlines()  # lone \r ends a line too
+            done += len(parts)
+            yield from parts
+        else:
+            done += 1
+            yield line
+
+
 def iter_csv(stream: IO[bytes]) -> Iterator[tuple[int, Item]]:
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="strict", newline="")
-    try:
-        yield from _iter_csv_text(text)
-    finally:
-        text.detach()  # the caller owns (and closes) the byte stream
+    yield from _iter_csv_text(_text_lines(stream))
 
 
-def _iter_csv_text(text: IO[str]) -> Iterator[tuple[int, Item]]:
+def _iter_csv_text(text: Iterator[str]) -> Iterator[tuple[int, Item]]:
     reader = csv.reader(text)
     try:
         header = next(reader)
     except StopIteration:
         return
-    except (UnicodeDecodeError, csv.Error) as exc:
+    except csv.Error as exc:
         raise ReadError(f"line 1: unreadable header: {exc}") from None
     header = [h.strip() for h in header]
     while True:
@@ -72,8 +97,6 @@ def _iter_csv_text(text: IO[str]) -> Iterator[tuple[int, Item]]:
             values = next(reader)
         except StopIteration:
             return
-        except UnicodeDecodeError as exc:
-            raise ReadError(f"line {start}: not UTF-8 ({exc.reason}); nothing after it was read") from None
         except csv.Error as exc:
             yield start, Malformed("", f"line {start}: malformed CSV: {exc}")
             continue
@@ -121,7 +144,7 @@ def iter_parquet(path: Path, batch_size: int = 10_000) -> Iterator[tuple[int, It
 
     try:
         reader = pq.ParquetFile(path)
-    except (pyarrow.lib.ArrowException, OSError) as exc:
+    except (pyarrow.lib.ArrowException, OSError, ValueError) as exc:
         raise ReadError(f"{path}: not a readable Parquet file: {exc}") from None
     row = 0
     try:
@@ -129,7 +152,7 @@ def iter_parquet(path: Path, batch_size: int = 10_000) -> Iterator[tuple[int, It
             for record in batch.to_pylist():
                 row += 1
                 yield row, {k: v for k, v in record.items() if v is not None}
-    except (pyarrow.lib.ArrowException, OSError) as exc:
+    except (pyarrow.lib.ArrowException, OSError, ValueError) as exc:  # ValueError: text not UTF-8
         raise ReadError(f"row {row + 1}: unreadable Parquet data: {exc}") from None
 
 

@@ -12,25 +12,25 @@ reason). Nothing already accepted is ever changed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import Connection, select
 
 from credo.catalog.registry import Registry
 from credo.ids import SubjectId
-from credo.ledger.log import LedgerLog, leaf_for
-from credo.ledger.validate import Draft, check_item
+from credo.ledger.log import LeafTemplate, LedgerLog, leaf_template, recorded_json
+from credo.ledger.validate import Checker, Draft
+from credo.store.db import insert_many, one_of
 from credo.store.tables import quarantine, quarantine_releases, records, subjects
 
 Status = Literal["accepted", "duplicate", "rejected"]
-CHUNK = 900  # stays under every driver's bound-parameter limit
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     index: int
     status: Status
@@ -63,9 +63,19 @@ class BatchResult:
         return out
 
 
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+@dataclass(frozen=True)
+class Prepared:
+    """A batch checked against the catalogs, ready to append: no database touched yet.
+
+    ``templates`` holds each incident's Merkle leaf but for its sequence
+    number and ``recorded_at``, so the work under the log lock is small.
+    """
+
+    agency: str
+    items: Sequence[Any]
+    checked: list[Draft | list[str]]
+    now: datetime
+    templates: list[LeafTemplate | None]
 
 
 def todays(catalogs: Registry, now: datetime) -> dict[str, date]:
@@ -73,16 +83,35 @@ def todays(catalogs: Registry, now: datetime) -> dict[str, date]:
     return {tz: now.astimezone(ZoneInfo(tz)).date() for tz in zones}
 
 
+#: Columns of a new ledger row, in the order ``append`` builds them.
+RECORD_COLUMNS = (
+    "seq",
+    "agency",
+    "agency_ref",
+    "kind",
+    "subject_id",
+    "rule",
+    "rule_version",
+    "jurisdiction",
+    "occurred_on",
+    "recorded_at",
+    "evidence",
+    "target_seq",
+    "content_hash",
+    "leaf_hash",
+)
+_SEQ, _AGENCY, _REF, _KIND, _SUBJECT_ID, _RULE, _RULE_VERSION, _, _OCCURRED = range(9)
+
+
 def _existing_refs(conn: Connection, agency: str, refs: Sequence[str]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for chunk in _chunks(sorted(set(refs))):
-        for row in conn.execute(
-            select(records.c.agency_ref, records.c.seq, records.c.content_hash).where(
-                records.c.agency == agency, records.c.agency_ref.in_(chunk)
-            )
-        ):
-            found[row.agency_ref] = row
-    return found
+    if not refs:
+        return {}
+    rows = conn.execute(
+        select(records.c.agency_ref, records.c.seq, records.c.content_hash).where(
+            records.c.agency == agency, one_of(conn, records.c.agency_ref, sorted(set(refs)))
+        )
+    )
+    return {row.agency_ref: row for row in rows}
 
 
 _TARGET_COLS = (
@@ -102,59 +131,97 @@ def _targets(conn: Connection, agency: str, drafts: Iterable[Draft]) -> dict[Any
     seqs = sorted({d.target_seq for d in drafts if d.target_seq is not None})
     refs = sorted({d.target_ref for d in drafts if d.target_ref is not None})
     out: dict[Any, Any] = {}
-    for chunk in _chunks(seqs):
-        for row in conn.execute(select(*_TARGET_COLS).where(records.c.seq.in_(chunk))):
+    if seqs:
+        for row in conn.execute(select(*_TARGET_COLS).where(one_of(conn, records.c.seq, seqs))):
             out[row.seq] = row
-    for chunk in _chunks(refs):
+    if refs:
         for row in conn.execute(
-            select(*_TARGET_COLS).where(records.c.agency == agency, records.c.agency_ref.in_(chunk))
+            select(*_TARGET_COLS).where(records.c.agency == agency, one_of(conn, records.c.agency_ref, refs))
         ):
             out[("ref", row.agency_ref)] = row
     return out
 
 
 def _retracted(conn: Connection, seqs: Sequence[int]) -> dict[int, int]:
-    out: dict[int, int] = {}
-    for chunk in _chunks(sorted(set(seqs))):
-        for row in conn.execute(
-            select(records.c.target_seq, records.c.seq).where(
-                records.c.kind == "retraction", records.c.target_seq.in_(chunk)
-            )
-        ):
-            out[row.target_seq] = row.seq
-    return out
-
-
-def subject_numbers(conn: Connection, wanted: Iterable[SubjectId], now: datetime) -> dict[SubjectId, int]:
-    """Numbers for every subject, creating the ones seen for the first time."""
-    want = set(wanted)
-    out: dict[SubjectId, int] = {}
-    idents = sorted({s.identifier for s in want})
-    for chunk in _chunks(idents):
-        for row in conn.execute(
-            select(subjects.c.id, subjects.c.kind, subjects.c.identifier).where(
-                subjects.c.identifier.in_(chunk)
-            )
-        ):
-            sid = SubjectId(row.kind, row.identifier)
-            if sid in want:
-                out[sid] = row.id
-    new = sorted(want - set(out))
-    if new:
-        conn.execute(
-            subjects.insert(),
-            [{"kind": s.kind, "identifier": s.identifier, "created_at": now} for s in new],
+    if not seqs:
+        return {}
+    rows = conn.execute(
+        select(records.c.target_seq, records.c.seq).where(
+            records.c.kind == "retraction", one_of(conn, records.c.target_seq, sorted(set(seqs)))
         )
-        for chunk in _chunks(new, CHUNK // 2):
-            for row in conn.execute(
-                select(subjects.c.id, subjects.c.kind, subjects.c.identifier).where(
-                    tuple_(subjects.c.kind, subjects.c.identifier).in_(
-                        [(s.kind, s.identifier) for s in chunk]
-                    )
-                )
-            ):
-                out[SubjectId(row.kind, row.identifier)] = row.id
+    )
+    return {row.target_seq: row.seq for row in rows}
+
+
+def _subject_rows(conn: Connection, kind: str, identifiers: Sequence[str]) -> dict[tuple[str, str], int]:
+    rows = conn.execute(
+        select(subjects.c.id, subjects.c.identifier).where(
+            subjects.c.kind == kind, one_of(conn, subjects.c.identifier, identifiers)
+        )
+    )
+    return {(kind, identifier): int(number) for number, identifier in rows}
+
+
+def subject_numbers(
+    conn: Connection, wanted: Iterable[SubjectId], now: datetime
+) -> dict[tuple[str, str], int]:
+    """Numbers for every subject by (kind, identifier), creating the ones seen for the first time."""
+    by_kind: dict[str, set[str]] = {}
+    for s in wanted:
+        by_kind.setdefault(s.kind, set()).add(s.identifier)
+    out: dict[tuple[str, str], int] = {}
+    for kind, identifiers in sorted(by_kind.items()):
+        found = _subject_rows(conn, kind, sorted(identifiers))
+        out.update(found)
+        new = sorted(identifiers - {identifier for _, identifier in found})
+        if new:
+            # Another writer (a token for a new subject) may add one meanwhile:
+            # leave it be, and read every number back.
+            insert_many(
+                conn,
+                subjects,
+                ("kind", "identifier", "created_at"),
+                [(kind, identifier, now) for identifier in new],
+                skip_existing=True,
+            )
+            out.update(_subject_rows(conn, kind, new))
     return out
+
+
+def prepare(
+    catalogs: Registry, agency: str, items: Sequence[Any], *, now: datetime | None = None
+) -> Prepared:
+    """Check every item against the catalogs; needs no database, so it runs before the lock."""
+    now = now or datetime.now(UTC)
+    checker = Checker(catalogs, agency, todays(catalogs, now))
+    checked = [checker.check(raw) for raw in items]
+    templates = [
+        _template(agency, c, c.subject, c.rule, c.rule_version, None)
+        if isinstance(c, Draft) and c.kind == "incident" and c.subject and c.rule and c.rule_version
+        else None
+        for c in checked
+    ]
+    return Prepared(agency, items, checked, now, templates)
+
+
+def _template(
+    agency: str, d: Draft, subject: SubjectId, rule: str, rule_version: int, target_seq: int | None
+) -> LeafTemplate:
+    return leaf_template(
+        {
+            "agency": agency,
+            "agency_ref": d.agency_ref,
+            "kind": d.kind,
+            "rule": rule,
+            "rule_version": rule_version,
+            "jurisdiction": d.jurisdiction,
+            "occurred_on": d.occurred_on,
+            "evidence": d.evidence,
+            "target_seq": target_seq,
+            "content_hash": d.content_hash,
+        },
+        subject,
+    )
 
 
 def ingest(
@@ -168,26 +235,48 @@ def ingest(
     lines: Sequence[int | None] | None = None,
     now: datetime | None = None,
 ) -> BatchResult:
-    """Check, deduplicate and append one batch; quarantine what is refused."""
-    now = now or datetime.now(UTC)
-    today = todays(catalogs, now)
-    checked: list[Draft | list[str]] = [check_item(raw, agency, catalogs, today) for raw in items]
+    """Check, deduplicate and append one batch; quarantine what is refused.
+
+    ``now`` is the clock for both the checks and ``recorded_at``; without it,
+    ``recorded_at`` is read once the log lock is held, so it never goes
+    backwards along the sequence numbers.
+    """
+    batch = prepare(catalogs, agency, items, now=now)
+    return append(conn, catalogs, log, batch, source=source, lines=lines, recorded_at=now)
+
+
+def append(
+    conn: Connection,
+    catalogs: Registry,
+    log: LedgerLog,
+    batch: Prepared,
+    *,
+    source: str,
+    lines: Sequence[int | None] | None = None,
+    recorded_at: datetime | None = None,
+) -> BatchResult:
+    """Deduplicate and append a prepared batch in ``conn``'s transaction; quarantine what is refused."""
+    agency, items, checked = batch.agency, batch.items, batch.checked
     drafts = [c for c in checked if isinstance(c, Draft)]
 
     # Under the log lock from here on: sequence numbers are handed out in turn.
     head = log.lock(conn)
+    recorded_at = (recorded_at or datetime.now(UTC)).astimezone(UTC)
     existing = _existing_refs(conn, agency, [d.agency_ref for d in drafts])
-    targets = _targets(conn, agency, drafts)
-    retracted = _retracted(conn, [t.seq for t in targets.values()])
-    numbers = subject_numbers(conn, [d.subject for d in drafts if d.subject is not None], now)
-    subject_by_number = {v: k for k, v in numbers.items()}
+    touching = [d for d in drafts if d.kind != "incident"]
+    targets = _targets(conn, agency, touching) if touching else {}
+    retracted = _retracted(conn, [t.seq for t in targets.values()]) if targets else {}
+    numbers = subject_numbers(conn, [d.subject for d in drafts if d.subject is not None], recorded_at)
+    subject_by_number = (
+        {v: SubjectId(*k) for k, v in numbers.items()} if touching else {}  # type: ignore[arg-type]
+    )
 
-    recorded_at = now.astimezone(UTC)
+    recorded = recorded_json(recorded_at)
     next_seq = head.size + 1
-    new_rows: list[dict[str, Any]] = []
+    new_rows: list[tuple[Any, ...]] = []
     leaves: list[bytes] = []
     in_batch: dict[str, tuple[int, bytes]] = {}
-    result = BatchResult()
+    outcomes: list[Outcome | None] = [None] * len(checked)
     quarantined: list[tuple[int, list[str]]] = []
 
     for index, item in enumerate(checked):
@@ -201,7 +290,7 @@ def ingest(
         )
         if prior_seq is not None:
             if bytes(prior_hash or b"") == d.content_hash:
-                result.outcomes.append(Outcome(index, "duplicate", d.agency_ref, seq=prior_seq))
+                outcomes[index] = Outcome(index, "duplicate", d.agency_ref, prior_seq)
             else:
                 quarantined.append(
                     (
@@ -214,7 +303,7 @@ def ingest(
                 )
             continue
 
-        subject_id = numbers.get(d.subject) if d.subject else None
+        subject_id = numbers.get((d.subject.kind, d.subject.identifier)) if d.subject else None
         rule, rule_version, target_seq = d.rule, d.rule_version, None
         if d.kind != "incident":
             reasons, target = _check_target(d, agency, targets, retracted, catalogs, new_rows)
@@ -234,59 +323,68 @@ def ingest(
             if d.kind == "retraction":
                 retracted[target_seq] = next_seq
         assert subject_id is not None and rule is not None and rule_version is not None
-        row = {
-            "seq": next_seq,
-            "agency": agency,
-            "agency_ref": d.agency_ref,
-            "kind": d.kind,
-            "subject_id": subject_id,
-            "rule": rule,
-            "rule_version": rule_version,
-            "jurisdiction": d.jurisdiction,
-            "occurred_on": d.occurred_on,
-            "recorded_at": recorded_at,
-            "evidence": d.evidence,
-            "target_seq": target_seq,
-            "content_hash": d.content_hash,
-        }
-        subject = d.subject or subject_by_number.get(subject_id) or _subject_of(conn, subject_id)
-        subject_by_number[subject_id] = subject
-        leaf = leaf_for(row, subject)
-        row["leaf_hash"] = leaf
+        template = batch.templates[index]
+        if template is None:  # a retraction or restoration: fields of its target
+            subject = d.subject or subject_by_number.get(subject_id) or _subject_of(conn, subject_id)
+            subject_by_number[subject_id] = subject
+            template = _template(agency, d, subject, rule, rule_version, target_seq)
+        leaf = template.leaf(recorded, next_seq)
+        new_rows.append(
+            (
+                next_seq,
+                agency,
+                d.agency_ref,
+                d.kind,
+                subject_id,
+                rule,
+                rule_version,
+                d.jurisdiction,
+                d.occurred_on,
+                recorded_at,
+                d.evidence,
+                target_seq,
+                d.content_hash,
+                leaf,
+            )
+        )
         leaves.append(leaf)
-        new_rows.append(row)
         in_batch[d.agency_ref] = (next_seq, d.content_hash)
-        result.outcomes.append(Outcome(index, "accepted", d.agency_ref, seq=next_seq))
+        outcomes[index] = Outcome(index, "accepted", d.agency_ref, next_seq)
         next_seq += 1
 
-    if new_rows:
-        conn.execute(records.insert(), new_rows)
-    for index, reasons in quarantined:
-        raw = items[index]
-        qid = conn.execute(
-            quarantine.insert()
-            .values(
-                agency=agency,
-                source=source,
-                line=lines[index] if lines is not None else index + 1,
-                raw=_raw_text(raw),
-                reasons=json.dumps(reasons, ensure_ascii=False),
-                received_at=now,
+    insert_many(conn, records, RECORD_COLUMNS, new_rows)
+    if quarantined:
+        received = batch.now
+        ids = (
+            conn.execute(
+                quarantine.insert().returning(quarantine.c.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "agency": agency,
+                        "source": source,
+                        "line": lines[index] if lines is not None else index + 1,
+                        "raw": _raw_text(items[index]),
+                        "reasons": json.dumps(reasons, ensure_ascii=False),
+                        "received_at": received,
+                    }
+                    for index, reasons in quarantined
+                ],
             )
-            .returning(quarantine.c.id)
-        ).scalar_one()
-        ref = raw.get("agency_ref") if isinstance(raw, Mapping) else None
-        result.outcomes.append(
-            Outcome(
+            .scalars()
+            .all()
+        )
+        for (index, reasons), qid in zip(quarantined, ids, strict=True):
+            raw = items[index]
+            ref = raw.get("agency_ref") if isinstance(raw, Mapping) else None
+            outcomes[index] = Outcome(
                 index,
                 "rejected",
                 None if ref is None else str(ref),
                 reasons=tuple(reasons),
                 quarantine_id=int(qid),
             )
-        )
-    result.outcomes.sort(key=lambda o: o.index)
-    tree_head = log.append(conn, head, leaves, now) if leaves else head
+    result = BatchResult([o for o in outcomes if o is not None])
+    tree_head = log.append(conn, head, leaves, recorded_at) if leaves else head
     result.tree_size = tree_head.size
     result.checkpoint = tree_head.checkpoint
     return result
@@ -312,7 +410,7 @@ def _check_target(
     targets: Mapping[Any, Any],
     retracted: Mapping[int, int],
     catalogs: Registry,
-    new_rows: Sequence[Mapping[str, Any]],
+    new_rows: Sequence[Sequence[Any]],
 ) -> tuple[list[str], Mapping[str, Any] | None]:
     """Whether a retraction or restoration may touch the record it names."""
     field_name = "target_seq" if d.target_seq is not None else "target_ref"
@@ -321,8 +419,17 @@ def _check_target(
     target: Mapping[str, Any] | None = dict(found._mapping) if found is not None else None
     if target is None:  # it may have been accepted earlier in this same batch
         for row in new_rows:
-            if row["seq"] == d.target_seq or (d.target_ref is not None and row["agency_ref"] == d.target_ref):
-                target = row
+            if row[_SEQ] == d.target_seq or (d.target_ref is not None and row[_REF] == d.target_ref):
+                target = {
+                    "seq": row[_SEQ],
+                    "agency": row[_AGENCY],
+                    "agency_ref": row[_REF],
+                    "kind": row[_KIND],
+                    "subject_id": row[_SUBJECT_ID],
+                    "rule": row[_RULE],
+                    "rule_version": row[_RULE_VERSION],
+                    "occurred_on": row[_OCCURRED],
+                }
                 break
     if target is None:
         return [f"{field_name}: no record {d.target_seq or d.target_ref!r} of agency {agency} to touch"], None

@@ -49,10 +49,13 @@ def ingest_and_notify(
     accepted = [o.seq for o in result.outcomes if o.status == "accepted" and o.seq is not None]
     if not accepted:
         return result
-    rows: list[dict[str, Any]] = []
-    for i in range(0, len(accepted), 900):
-        chunk = accepted[i : i + 900]
-        rows.extend(dict(r._mapping) for r in conn.execute(select(*_ROW).where(records.c.seq.in_(chunk))))
+    # Accepted records of one batch have consecutive sequence numbers.
+    rows = [
+        dict(r._mapping)
+        for r in conn.execute(
+            select(*_ROW).where(records.c.seq.between(accepted[0], accepted[-1])).order_by(records.c.seq)
+        )
+    ]
     notices.for_records(conn, catalogs, rows, now)
     placing = trigger_rules(catalogs)
     moved = sorted({int(r["subject_id"]) for r in rows if r["rule"] in placing})

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, insert, select
 
 from credo.catalog.registry import Registry
+from credo.store.db import insert_many, one_of
 from credo.store.tables import notice_deliveries, notices, subject_channels
 
 HOW_TO_APPEAL = {
@@ -89,9 +90,11 @@ def for_records(
 
     ``rows`` are ledger rows (seq, kind, subject_id, rule, rule_version,
     jurisdiction, occurred_on, target_seq). Rewards need no notice to be
-    contestable, but their subject still sees them in the file.
+    contestable, but their subject still sees them in the file. Written in
+    bulk: one insert for the notices, one look-up of their subjects' channels.
     """
-    made = 0
+    made: list[tuple[int, str, dict[str, Any], int]] = []
+    deadlines: dict[str, date] = {}
     for row in rows:
         versions = {v.version: v for v in catalogs.rule_versions(row["rule"])}
         rule = versions.get(int(row["rule_version"]))
@@ -111,12 +114,37 @@ def for_records(
             "target_seq": row.get("target_seq"),
         }
         if row["kind"] == "incident":
-            body["appeal_by"] = appeal_deadline(catalogs, row["jurisdiction"], now)
+            j = row["jurisdiction"]
+            if j not in deadlines:
+                deadlines[j] = appeal_deadline(catalogs, j, now)
+            body["appeal_by"] = deadlines[j]
             body["places_on"] = rule.places_on
         kind = {"incident": "record", "retraction": "retraction", "restoration": "restoration"}[row["kind"]]
-        create(conn, int(row["subject_id"]), kind, body, now, record_seq=int(row["seq"]))
-        made += 1
-    return made
+        made.append((int(row["subject_id"]), kind, body, int(row["seq"])))
+    if not made:
+        return 0
+    reached = {
+        int(r.subject_id)
+        for r in conn.execute(
+            select(subject_channels.c.subject_id).where(
+                one_of(conn, subject_channels.c.subject_id, sorted({m[0] for m in made}))
+            )
+        )
+    }
+    insert_many(
+        conn,
+        notices,
+        ("subject_id", "kind", "issued_at", "body", "record_seq"),
+        [
+            (sid, kind, now, json.dumps({"kind": kind, **body}, ensure_ascii=False, default=str), seq)
+            for sid, kind, body, seq in made
+            if sid not in reached
+        ],
+    )
+    for sid, kind, body, seq in made:  # subjects with a channel: each notice queued for delivery
+        if sid in reached:
+            create(conn, sid, kind, body, now, record_seq=seq)
+    return len(made)
 
 
 # One template per kind and language; fields come from the notice body.

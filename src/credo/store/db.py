@@ -6,18 +6,53 @@ every SQLite connection runs in WAL mode with ``synchronous=FULL`` so a
 commit that returned is on disk. ``Database.read()`` is a read transaction
 (deferred on SQLite, so readers never wait for the writer).
 
+Writers of one process take turns on a lock of their own before ``BEGIN
+IMMEDIATE``: SQLite's busy handler polls (sleeping up to 100 ms between
+tries), so a writer queued on it could start long after the lock was free.
+That queue is bounded: beyond ``max_waiting_writers`` waiting, or after
+``max_writer_wait`` seconds of waiting, ``begin()`` raises
+:class:`Overloaded` (the API answers 503 with ``Retry-After``) rather than
+letting requests pile up behind the single writer. Background work that
+must not be shed (the access log) passes ``shed=False``.
+
 Tests bind a ``Database`` to one connection inside an outer transaction and
 turn every ``begin()`` into a savepoint (``Database.bound``).
+
+Two helpers keep bulk work off SQLAlchemy's per-value paths: ``one_of``
+(``column IN (...)`` as one bound parameter) and ``insert_many`` (the
+driver's own bulk insert).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
+from itertools import chain
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+import orjson
+from sqlalchemy import (
+    Connection,
+    Date,
+    DateTime,
+    Engine,
+    LargeBinary,
+    Table,
+    Time,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.elements import ColumnElement
 
 SQLITE_PRAGMAS = (
     ("journal_mode", "wal"),
@@ -61,15 +96,60 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _install_sqlite_hooks(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if make_url(url).get_driver_name() == "psycopg":
+        # No server-side prepared statements: after five runs psycopg would
+        # prepare one, and PostgreSQL may then keep a generic plan made while
+        # a table was small -- for ``= ANY(array)`` look-ups a sequential
+        # scan comparing every row with every value, ever slower as the
+        # ledger grows. Unprepared, each run is planned for its own values.
+        kwargs["connect_args"] = {"prepare_threshold": None, **kwargs.get("connect_args", {})}
     return create_engine(url, **kwargs)
+
+
+class Overloaded(RuntimeError):
+    """Too many writers already wait for SQLite's single writer: try again shortly."""
+
+    retry_after = 1
 
 
 class Database:
     """A registry database: an engine, or (in tests) one bound connection."""
 
-    def __init__(self, engine: Engine, bound: Connection | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        bound: Connection | None = None,
+        *,
+        max_waiting_writers: int = 16,
+        max_writer_wait: float = 5.0,
+    ) -> None:
         self.engine = engine
         self._bound = bound
+        # Re-entrant: a nested begin() in one thread behaves as it always did.
+        self._writer = threading.RLock() if engine.dialect.name == "sqlite" else None
+        self.max_waiting_writers = max_waiting_writers
+        self.max_writer_wait = max_writer_wait
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
+
+    def _take_writer(self, lock: threading.RLock, shed: bool) -> None:
+        """Take the writer lock: at once if free (or ours), else as one of a bounded queue."""
+        if lock.acquire(blocking=False):
+            return
+        if not shed:
+            lock.acquire()
+            return
+        with self._waiting_lock:
+            if self._waiting >= self.max_waiting_writers:
+                raise Overloaded(f"{self._waiting} writers already wait for the database; retry shortly")
+            self._waiting += 1
+        try:
+            taken = lock.acquire(timeout=self.max_writer_wait)
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+        if not taken:
+            raise Overloaded(f"waited {self.max_writer_wait:g} s for the database writer; retry shortly")
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Database:
@@ -84,11 +164,23 @@ class Database:
         return self.engine.dialect.name
 
     @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        """A write transaction, committed (durably) when the block ends."""
+    def begin(self, *, shed: bool = True) -> Iterator[Connection]:
+        """A write transaction, committed (durably) when the block ends.
+
+        SQLite: raises :class:`Overloaded` when the writer queue is full
+        (unless ``shed=False``: then it waits its turn however long).
+        """
         if self._bound is not None:
             with self._bound.begin_nested():
                 yield self._bound
+            return
+        if self._writer is not None:
+            self._take_writer(self._writer, shed)
+            try:
+                with self.engine.connect() as conn, conn.begin():
+                    yield conn
+            finally:
+                self._writer.release()
             return
         with self.engine.connect() as conn, conn.begin():
             yield conn
@@ -107,3 +199,108 @@ class Database:
     def dispose(self) -> None:
         if self._bound is None:
             self.engine.dispose()
+
+
+def one_of(conn: Connection, column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN (values)`` with the whole list bound as one parameter.
+
+    ``in_()`` renders one placeholder per value on every execution (and
+    drivers cap their number); here the statement stays the same whatever
+    the count: a JSON array read by ``json_each`` on SQLite, an array and
+    ``= ANY`` on PostgreSQL. Both search the column's index per value.
+    Values are strings or integers.
+    """
+    if conn.dialect.name == "sqlite":
+        listed = func.json_each(bindparam(None, orjson.dumps(list(values)).decode())).table_valued("value")
+        return column.in_(select(listed.c.value))
+    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+
+
+_REMEMBERING: dict[Callable[[Any], Any], Callable[[Any], Any]] = {}
+
+
+def _remembering(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A bind processor that remembers its answers (dates and instants repeat: a
+    batch shares one ``recorded_at``, and acts fall on a few thousand days)."""
+    found = _REMEMBERING.get(process)
+    if found is None:
+        if len(_REMEMBERING) > 64:  # one pair per engine; tests make many
+            _REMEMBERING.clear()
+        found = _REMEMBERING[process] = lru_cache(maxsize=1 << 14)(process)
+    return found
+
+
+def insert_many(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    skip_existing: bool = False,
+) -> None:
+    """Insert ``rows`` (tuples in ``columns`` order) with the driver's bulk path.
+
+    SQLite: one ``INSERT ... VALUES (...), (...), ...`` per as many rows as
+    its bound-parameter limit allows; PostgreSQL: ``COPY`` (or, with
+    ``skip_existing``, one ``INSERT ... SELECT FROM unnest(...)``).
+    Values are stored exactly as SQLAlchemy would store them (its SQLite
+    date and time texts), without its per-value bookkeeping. With
+    ``skip_existing`` a row that would break a unique constraint is left out
+    (``ON CONFLICT DO NOTHING``). Runs in the connection's transaction.
+    """
+    if not rows:
+        return
+    cols = [table.c[name] for name in columns]
+    names = ", ".join(f'"{c.name}"' for c in cols)
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    if conn.dialect.name == "postgresql":
+        if skip_existing:
+            types = [f"{c.type.compile(conn.dialect)}[]" for c in cols]
+            arrays = ", ".join(f"%s::{t}" for t in types)
+            conn.exec_driver_sql(
+                f'INSERT INTO "{table.name}" ({names}) SELECT * FROM unnest({arrays})'  # noqa: S608
+                " ON CONFLICT DO NOTHING",
+                tuple(list(column) for column in zip(*rows, strict=True)),
+            )
+            return
+        statement = f'COPY "{table.name}" ({names}) FROM STDIN'
+        cursor = dbapi.cursor()
+        try:
+            with cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            # What SQLAlchemy raises for any other statement (IntegrityError, ...).
+            raise DBAPIError.instance(
+                statement, None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+            ) from exc
+        finally:
+            cursor.close()
+        return
+    # SQLite: SQLAlchemy's bind processors turn dates and times into its
+    # texts, each distinct one converted once. (Its binary processor only
+    # wraps bytes, which sqlite3 takes as they are.)
+    processors = [
+        (i, _remembering(p) if isinstance(c.type, Date | DateTime | Time) else p)
+        for i, c in enumerate(cols)
+        if not isinstance(c.type, LargeBinary) and (p := c.type._cached_bind_processor(conn.dialect))
+    ]
+    if processors:
+        columns_of = list(zip(*rows, strict=True))
+        for i, process in processors:
+            columns_of[i] = tuple(map(process, columns_of[i]))
+        rows = list(zip(*columns_of, strict=True))
+    # Many rows to one INSERT ... VALUES (...), (...): SQLite parses and plans
+    # once and runs the whole insert in one step (executemany steps row by
+    # row, and the sqlite3 module takes the GIL back after every row).
+    per_row = "(" + ", ".join("?" * len(cols)) + ")"
+    tail = " ON CONFLICT DO NOTHING" if skip_existing else ""
+    limit = dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    step = max(1, min(len(rows), limit // len(cols)))
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
+        conn.exec_driver_sql(
+            f'INSERT INTO "{table.name}" ({names}) VALUES {", ".join([per_row] * len(chunk))}{tail}',  # noqa: S608
+            tuple(chain.from_iterable(chunk)),
+        )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from sqlalchemy import select
 from starlette.responses import PlainTextResponse
 
 from credo.access.services import Principal, Role
-from credo.api.deps import PrincipalDep, RuntimeDep, require
+from credo.api.deps import MAX_ID, PrincipalDep, RuntimeDep, require
+from credo.api.openapi import problems
 from credo.api.problems import Problem
 from credo.ledger import audit
 from credo.ledger.log import latest_tree_head
@@ -24,7 +25,7 @@ def _size(runtime: RuntimeDep) -> int:
     return 0 if head is None else int(head["size"])
 
 
-@router.get("/tree-head", response_class=PlainTextResponse)
+@router.get("/tree-head", response_class=PlainTextResponse, responses=problems(404))
 def tree_head(runtime: RuntimeDep, _: PrincipalDep) -> str:
     """The newest signed tree head as a C2SP checkpoint (text/plain)."""
     with runtime.db.read() as conn:
@@ -40,12 +41,14 @@ def verifier_key(runtime: RuntimeDep) -> dict[str, str]:
     return {"verifier_key": runtime.log.signer.verifier_key(), "origin": runtime.log.origin}
 
 
-@router.get("/proof/{seq}")
+@router.get("/proof/{seq}", responses=problems(404))
 def proof(
-    seq: int,
+    seq: Annotated[int, Path(ge=1, le=MAX_ID)],
     runtime: RuntimeDep,
     _: PrincipalDep,
-    size: Annotated[int | None, Query(ge=1, description="tree size (default: newest tree head)")] = None,
+    size: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="tree size (default: newest tree head)")
+    ] = None,
 ) -> dict[str, Any]:
     """Inclusion proof of record ``seq`` (RFC 9162 section 2.1.3)."""
     size = size or _size(runtime)
@@ -60,8 +63,8 @@ def proof(
 def consistency(
     runtime: RuntimeDep,
     _: PrincipalDep,
-    from_: Annotated[int, Query(alias="from", ge=1)],
-    to: Annotated[int, Query(ge=1)],
+    from_: Annotated[int, Query(alias="from", ge=1, le=MAX_ID)],
+    to: Annotated[int, Query(ge=1, le=MAX_ID)],
 ) -> dict[str, Any]:
     """Consistency proof between two tree sizes (RFC 9162 section 2.1.4)."""
     with runtime.db.read() as conn:
@@ -75,7 +78,7 @@ def consistency(
 def access_records(
     runtime: RuntimeDep,
     _: Annotated[Principal, Depends(require(Role.AUDITOR))],
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[dict[str, Any]]:
     """The access log, oldest first: every request, allowed or denied (auditors only)."""

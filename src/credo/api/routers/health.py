@@ -26,6 +26,12 @@ def healthz(runtime: RuntimeDep) -> dict[str, object]:
     }
 
 
+@router.get("/livez")
+def livez() -> dict[str, str]:
+    """The process answers (no database): load balancers, and the benchmarks' ceiling."""
+    return {"status": "ok"}
+
+
 @router.get("/metrics", include_in_schema=False)
 def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

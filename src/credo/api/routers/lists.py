@@ -6,12 +6,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import insert, select
+from starlette.concurrency import run_in_threadpool
 
 from credo.access.services import Principal, Role
-from credo.api.deps import RuntimeDep, require
+from credo.api.deps import NO_NUL, RuntimeDep, require
+from credo.api.openapi import problems
 from credo.api.problems import Problem
 from credo.ids import IdentifierError, parse_subject_ref
 from credo.lists.checks import MAX_ITEMS, CheckError, Party, answer
@@ -57,8 +59,18 @@ async def post_checks(request: Request, runtime: RuntimeDep, principal: PartyDep
     if not isinstance(items, list):
         raise Problem(422, "Invalid request", "body: must be a JSON array of {subject, measure}")
     keeper = request.app.state.index_keeper
-    with runtime.db.read() as conn:
-        registered = party(conn, principal.relying_party or "")
+
+    # The database is reached from the thread pool, never from the event loop: a commit waits
+    # for the disk, and SQLite's writer lock for other writers; neither may stall every request.
+    def look_up() -> dict[str, Any] | None:
+        with runtime.db.read() as conn:
+            return party(conn, principal.relying_party or "")
+
+    def log_checks(rows: list[dict[str, Any]]) -> None:
+        with runtime.db.begin() as conn:
+            conn.execute(insert(checks), rows)
+
+    registered = await run_in_threadpool(look_up)
     if registered is None:
         raise Problem(403, "Forbidden", "this token's relying party is not registered")
     who = Party(registered["code"], registered["purpose"], frozenset(registered["measures"]))
@@ -68,8 +80,7 @@ async def post_checks(request: Request, runtime: RuntimeDep, principal: PartyDep
     except CheckError as exc:
         raise Problem(exc.status, "Check refused", str(exc)) from None
     if rows:
-        with runtime.db.begin() as conn:
-            conn.execute(insert(checks), rows)
+        await run_in_threadpool(log_checks, rows)
     return Response(orjson.dumps(answers), media_type="application/json")
 
 
@@ -101,8 +112,10 @@ def my_checks(
     return [{**r, "checked_at": r["checked_at"].isoformat()} for r in rows]
 
 
-@router.get("/me/checks/{ref}")
-def my_check(ref: str, runtime: RuntimeDep, principal: SubjectDep) -> dict[str, Any]:
+@router.get("/me/checks/{ref}", responses=problems(404))
+def my_check(
+    ref: Annotated[str, Path(pattern=NO_NUL)], runtime: RuntimeDep, principal: SubjectDep
+) -> dict[str, Any]:
     """One check, with the listing that caused a denial and how to contest it."""
     subject = _subject_text(runtime, principal)
     with runtime.db.read() as conn:
@@ -157,9 +170,11 @@ def my_listings(runtime: RuntimeDep, principal: SubjectDep) -> list[dict[str, An
         ]
 
 
-@router.get("/public/lists/{code}")
+@router.get("/public/lists/{code}", responses=problems(404))
 def public_list(
-    code: str, runtime: RuntimeDep, subject: Annotated[str, Query(description="identifier to look up")]
+    code: Annotated[str, Path(pattern=NO_NUL)],
+    runtime: RuntimeDep,
+    subject: Annotated[str, Query(description="identifier to look up", pattern=NO_NUL)],
 ) -> dict[str, Any]:
     """Whether a subject is on a public list (like the court defaulter list) today. No sign-in."""
     definition = runtime.catalogs.list(code)

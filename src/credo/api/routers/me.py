@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from credo.access.services import Principal, Role
-from credo.api.deps import RuntimeDep, require
+from credo.api.deps import MAX_ID, NO_NUL, RuntimeDep, one_of, require
+from credo.api.openapi import problems
 from credo.api.problems import Problem
 from credo.process import appeals as appeal_service
 from credo.process import rectification
@@ -30,19 +31,27 @@ def _me(principal: Principal) -> int:
 
 
 class AppealIn(BaseModel):
-    record_seq: int | None = Field(None, description="the record appealed (or give listing_id)")
-    listing_id: int | None = Field(None, description="a listing: appeals the record that caused it")
-    grounds: str = Field(description="what is wrong with the record", min_length=1, max_length=10_000)
-    attachments: list[str] = Field(
+    record_seq: int | None = Field(
+        None, ge=1, le=MAX_ID, description="the record appealed (or give listing_id)"
+    )
+    listing_id: int | None = Field(
+        None, ge=1, le=MAX_ID, description="a listing: appeals the record that caused it"
+    )
+    grounds: str = Field(
+        description="what is wrong with the record", min_length=1, max_length=10_000, pattern=NO_NUL
+    )
+    attachments: list[Annotated[str, Field(max_length=2000, pattern=NO_NUL)]] = Field(
         default_factory=list, description="evidence references (URIs)", max_length=20
     )
-    filed_by: str = Field("", description="a representative filing for an organisation", max_length=200)
+    filed_by: str = Field(
+        "", description="a representative filing for an organisation", max_length=200, pattern=NO_NUL
+    )
 
 
 class RectificationIn(BaseModel):
-    record_seq: int
-    act: str = Field(description=", ".join(rectification.ACTS))
-    evidence: str = Field(min_length=1, max_length=2000)
+    record_seq: int = Field(ge=1, le=MAX_ID)
+    act: str = Field(description=", ".join(rectification.ACTS), pattern=one_of(rectification.ACTS))
+    evidence: str = Field(min_length=1, max_length=2000, pattern=NO_NUL)
 
 
 @router.get("/file")
@@ -76,7 +85,9 @@ def my_export(
 def my_score(
     runtime: RuntimeDep,
     principal: SubjectDep,
-    scheme: Annotated[str | None, Query(description="default: the schemes that judge my file")] = None,
+    scheme: Annotated[
+        str | None, Query(description="default: the schemes that judge my file", pattern=NO_NUL)
+    ] = None,
 ) -> list[dict[str, Any]]:
     """My score and grade per scheme, every record's status, the policy used, and the forecast."""
     with runtime.db.read() as conn:
@@ -119,7 +130,7 @@ def my_appeals(runtime: RuntimeDep, principal: SubjectDep) -> list[dict[str, Any
         return appeal_service.appeals_of(conn, _me(principal))
 
 
-@router.post("/appeals", status_code=201)
+@router.post("/appeals", status_code=201, responses=problems(404, 409))
 def file_appeal(body: AppealIn, runtime: RuntimeDep, principal: SubjectDep) -> dict[str, Any]:
     """Appeal a record (or the record behind a listing) within the filing window."""
     try:
@@ -147,7 +158,7 @@ def my_rectifications(runtime: RuntimeDep, principal: SubjectDep) -> list[dict[s
         return rectification.requests_of(conn, _me(principal))
 
 
-@router.post("/rectifications", status_code=201)
+@router.post("/rectifications", status_code=201, responses=problems(404, 409))
 def request_rectification(
     body: RectificationIn, runtime: RuntimeDep, principal: SubjectDep
 ) -> dict[str, Any]:

@@ -10,11 +10,11 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from credo.access.services import Principal, Role
-from credo.api.deps import RuntimeDep, require
+from credo.api.deps import MAX_ID, RuntimeDep, require
 from credo.api.problems import Problem
 from credo.ledger.services import quarantine_rows
-from credo.process.intake import ingest_and_notify
 from credo.ledger.validate import RECORD_FIELDS
+from credo.process.intake import ingest_and_notify
 
 router = APIRouter(prefix="/api/v1", tags=["agency"])
 AgencyDep = Annotated[Principal, Depends(require(Role.AGENCY))]
@@ -53,12 +53,51 @@ class BatchOut(BaseModel):
     items: list[ItemOutcome]
 
 
+def _lenient(schema: dict[str, Any]) -> dict[str, Any]:
+    """The record schema as documentation only: each item is judged on its own, never the batch.
+
+    An item of the wrong shape (not an object, a field of the wrong kind, a
+    missing field) is not a 422 for the whole batch: it comes back
+    ``rejected`` with every reason and is kept in quarantine, like a bad row
+    of ``credo ingest``. So the request schema constrains only the batch.
+    """
+    required = set(schema.get("required", []))
+    properties = {}
+    for name, field in schema["properties"].items():
+        kinds = field.get("type") or " or ".join(a.get("type", "?") for a in field.get("anyOf", []))
+        note = "required" if name in required else f"default {field.get('default')!r}"
+        properties[name] = {
+            "title": field.get("title", name),
+            "description": f"{field.get('description', '').removesuffix('; required')} ({kinds}; {note})",
+            **({"examples": field["examples"]} if "examples" in field else {}),
+        }
+    return {
+        "title": schema.get("title", "Record"),
+        "description": (schema.get("description") or "")
+        + " An item that does not fit is rejected into quarantine with its reasons, not the batch.",
+        "properties": properties,
+    }
+
+
 _BATCH_SCHEMA = {
     "requestBody": {
         "required": True,
         "content": {
             "application/json": {
-                "schema": {"type": "array", "items": RecordIn.model_json_schema(), "maxItems": 10_000}
+                "schema": {
+                    "type": "array",
+                    "items": _lenient(RecordIn.model_json_schema()),
+                    "maxItems": 10_000,
+                    "example": [
+                        {
+                            "agency_ref": "HZTP-2026-000123",
+                            "subject": "11010519491231002X",
+                            "rule": "CN-ZJ-HZ.TRAFFIC-RED-LIGHT",
+                            "occurred_on": "2026-03-01",
+                            "evidence": "https://evidence.example/ticket/123",
+                        }
+                    ],
+                }
             }
         },
     }
@@ -114,7 +153,7 @@ def get_quarantine(
     runtime: RuntimeDep,
     agency: AgencyDep,
     open_only: Annotated[bool, Query(description="only items no retry has released")] = False,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     """The calling agency's own quarantined items, oldest first."""

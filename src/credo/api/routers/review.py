@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Path
+from pydantic import BaseModel, Field, StrictBool
 from sqlalchemy import select
 
 from credo.access.services import Principal, Role
-from credo.api.deps import RuntimeDep, require
+from credo.api.deps import MAX_ID, NO_NUL, RuntimeDep, one_of, require
+from credo.api.openapi import problems
 from credo.api.problems import Problem
 from credo.lists.refresh import refresh
 from credo.process import appeals as appeal_service
@@ -24,16 +25,18 @@ StatsDep = Annotated[Principal, Depends(require(Role.AUDITOR, Role.ADMIN, Role.R
 
 
 class DecisionIn(BaseModel):
-    outcome: str = Field(description="upheld, overturned or amended")
-    reasons: str = Field(min_length=1, max_length=10_000, description="written reasons, shown to the subject")
-    correction: dict[str, str] | None = Field(
+    outcome: str = Field(description="upheld, overturned or amended", pattern=one_of(appeal_service.OUTCOMES))
+    reasons: str = Field(
+        min_length=1, max_length=10_000, pattern=NO_NUL, description="written reasons, shown to the subject"
+    )
+    correction: dict[str, Annotated[str, Field(pattern=NO_NUL)]] | None = Field(
         None, description="amended: the corrected fields (rule, occurred_on, evidence)"
     )
 
 
 class RectificationDecisionIn(BaseModel):
-    approve: bool
-    reasons: str = Field(min_length=1, max_length=10_000)
+    approve: StrictBool  # true or false, not 0 or "yes"
+    reasons: str = Field(min_length=1, max_length=10_000, pattern=NO_NUL)
 
 
 def reviewer_of(principal: Principal) -> appeal_service.Reviewer:
@@ -50,9 +53,12 @@ def review_queue(runtime: RuntimeDep, principal: ReviewerDep) -> list[dict[str, 
         return appeal_service.queue(conn, runtime.catalogs, reviewer_of(principal), datetime.now(UTC))
 
 
-@router.post("/review/appeals/{appeal_id}/decision")
+@router.post("/review/appeals/{appeal_id}/decision", responses=problems(404, 409))
 def decide_appeal(
-    appeal_id: int, body: DecisionIn, runtime: RuntimeDep, principal: ReviewerDep
+    appeal_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    body: DecisionIn,
+    runtime: RuntimeDep,
+    principal: ReviewerDep,
 ) -> dict[str, Any]:
     """Decide with reasons; an overturned record stops counting at once and its listings end."""
     now = datetime.now(UTC)
@@ -75,9 +81,12 @@ def decide_appeal(
     return {k: v for k, v in decision.items() if k != "subject_id"}
 
 
-@router.post("/rectifications/{request_id}/decision")
+@router.post("/rectifications/{request_id}/decision", responses=problems(404, 409))
 def decide_rectification(
-    request_id: int, body: RectificationDecisionIn, runtime: RuntimeDep, principal: DeciderDep
+    request_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    body: RectificationDecisionIn,
+    runtime: RuntimeDep,
+    principal: DeciderDep,
 ) -> dict[str, Any]:
     """The reporting agency, or a reviewer of the jurisdiction, approves (a restoration record) or refuses."""
     now = datetime.now(UTC)

@@ -1,0 +1,333 @@
+"""Batch engines: the definition executed by DuckDB (embedded) or Apache Spark.
+
+Both read the same Parquet export of the ledger (``credo export ledger``,
+:mod:`credo.ledger.export`): ``records/`` and ``appeals/`` partitioned by
+``bucket = subject_id % buckets`` (Hive style) and the catalog relations in
+``catalog/``. DuckDB can also take the ledger as Arrow tables pulled from the
+live database. Neither engine restates a rule: each registers the inputs
+under the names of :data:`credo.scoring.definition.INPUTS` and runs
+:func:`credo.scoring.definition.render` for its dialect.
+
+DuckDB runs out of core: ``memory_limit`` and a ``temp_directory`` bound its
+memory, and when the ledger is larger than one pass should hold it scores
+the buckets in passes (every rule is per subject, and a subject lives in one
+bucket) and ranks the union of the passes at the end.
+
+The result has one row per scored subject and scheme: ``subject_id, scheme,
+score, grade, rank, counted, capped, expired, rectified, void`` (and
+``eval_id`` first with ``with_eval=True``, when one run asks several
+questions of one scheme).
+
+>>> evals = ask(registry, ["CN-SD-RC"])  # doctest: +SKIP
+>>> rescore_parquet("export", evals).column_names[:5]  # doctest: +SKIP
+['subject_id', 'scheme', 'score', 'grade', 'rank']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import pyarrow as pa
+
+from credo.scoring.definition import appeals_adapter, records_adapter, render
+from credo.scoring.relations import Evaluation, Relation, evaluations
+
+if TYPE_CHECKING:
+    # Imported where used: a Spark driver (spark_job) needs no DuckDB.
+    import duckdb
+
+#: Columns of a rescore result, in order.
+RESULT_COLUMNS: Final[tuple[str, ...]] = (
+    "subject_id",
+    "scheme",
+    "score",
+    "grade",
+    "rank",
+    "counted",
+    "capped",
+    "expired",
+    "rectified",
+    "void",
+)
+CATALOG_FILES: Final[tuple[str, ...]] = (
+    "catalog_rules",
+    "catalog_visibility",
+    "catalog_policies",
+    "catalog_bands",
+)
+#: Records one DuckDB pass may hold per GB of memory limit. A single pass
+#: over 100 million benchmark records peaked at 15 GB (bench/RESULTS.md),
+#: about 7 million records per GB; a pass sized at a third of that density
+#: never spills, and smaller passes are not faster.
+RECORDS_PER_GB: Final = 2_500_000
+#: Share of ``memory_limit`` given to DuckDB's buffer manager: the rest is
+#: for Python, Arrow and the allocator, so the process stays within it.
+DUCKDB_SHARE: Final = 0.8
+
+
+def _final_select(with_eval: bool) -> str:
+    """Scored subjects only, typed the same way by every engine."""
+    first = "CAST(eval_id AS INTEGER) AS eval_id, " if with_eval else ""
+    # Fixed text: no caller value reaches it.
+    return (
+        f"SELECT {first}CAST(subject_id AS BIGINT) AS subject_id, scheme, "  # noqa: S608
+        "CAST(score AS INTEGER) AS score, "
+        "grade, CAST(rank AS DOUBLE) AS rank, CAST(counted AS BIGINT) AS counted, "
+        "CAST(capped AS BIGINT) AS capped, CAST(expired AS BIGINT) AS expired, "
+        "CAST(rectified AS BIGINT) AS rectified, CAST(void AS BIGINT) AS void "
+        "FROM result WHERE scored = 1"
+    )
+
+
+# ---------------------------------------------------------------------------
+# DuckDB
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DuckDBOptions:
+    #: e.g. "4GB": beyond it DuckDB spills to ``temp_directory``
+    memory_limit: str | None = None
+    threads: int | None = None
+    temp_directory: str | None = None
+    #: force this many passes over the buckets (None: decide from size and limit)
+    passes: int | None = None
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size such as ``4GB``, ``512MB`` or ``2GiB``.
+
+    >>> parse_size("4GB"), parse_size("512MiB")
+    (4000000000, 536870912)
+    """
+    units = {
+        "": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+        "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40,
+    }
+    s = text.strip().upper().replace(" ", "")
+    number = s.rstrip("KMGTIB")
+    unit = s[len(number):]
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if value <= 0 or unit not in units:
+        raise ValueError(f"not a size: {text!r} (e.g. 4GB, 512MB)")
+    return int(value * units[unit])
+
+
+@contextmanager
+def duckdb_connection(options: DuckDBOptions = DuckDBOptions()) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB set up to spill to disk instead of failing."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    temp = options.temp_directory or tempfile.mkdtemp(prefix="credo-duckdb-")
+    try:
+        con.execute("SET temp_directory = '" + str(temp).replace("'", "''") + "'")
+        # Row order is irrelevant to a set of scores; not keeping it lets
+        # DuckDB stream and spill freely.
+        con.execute("SET preserve_insertion_order = false")
+        con.execute(f"SET threads = {int(options.threads or os.cpu_count() or 1)}")
+        if options.memory_limit:
+            limit = int(parse_size(options.memory_limit) * DUCKDB_SHARE)
+            con.execute(f"SET memory_limit = '{limit}B'")
+        yield con
+    finally:
+        con.close()
+        if options.temp_directory is None:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def _register(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
+    con.register(f"{name}_arrow", table)
+    # ``name`` is one of the definition's input names, never caller text.
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_arrow")  # noqa: S608
+
+
+def _install_catalog(con: duckdb.DuckDBPyConnection, catalog: Sequence[Relation] | Path) -> None:
+    if isinstance(catalog, Path):
+        for name in CATALOG_FILES:
+            source = _parquet(catalog / f"{name}.parquet")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {source}")  # noqa: S608
+    else:
+        for rel in catalog:
+            _register(con, rel.name, rel.to_arrow())
+
+
+def _collect(
+    con: duckdb.DuckDBPyConnection, with_eval: bool, out: Path | None
+) -> pa.Table:
+    query = _final_select(with_eval)
+    if out is None:
+        return con.sql(query + " ORDER BY scheme, subject_id").to_arrow_table()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    target = "'" + str(out).replace("'", "''") + "'"
+    con.execute(f"COPY ({query}) TO {target} (FORMAT parquet)")
+    return pa.table({})
+
+
+def rescore_arrow(
+    records: pa.Table,
+    appeals: pa.Table,
+    catalog: Sequence[Relation],
+    evals: Sequence[Evaluation],
+    options: DuckDBOptions = DuckDBOptions(),
+    *,
+    with_eval: bool = False,
+    out: Path | None = None,
+) -> pa.Table:
+    """Every scored subject of the evaluated schemes, from the ledger as Arrow tables.
+
+    ``records`` and ``appeals`` have the columns of the ``records`` and
+    ``appeals`` tables (``occurred_on`` a date, timestamps UTC), as
+    :func:`credo.ledger.export.ledger_tables` returns them.
+    """
+    with duckdb_connection(options) as con:
+        con.register("records_raw", records)
+        con.register("appeals_raw", appeals)
+        con.execute(f"CREATE TEMP VIEW ledger_records AS {records_adapter('duckdb', 'records_raw')}")
+        con.execute(f"CREATE TEMP VIEW ledger_appeals AS {appeals_adapter('duckdb', 'appeals_raw')}")
+        _install_catalog(con, catalog)
+        _register(con, "evaluations", evaluations(evals).to_arrow())
+        con.execute(f"CREATE TEMP VIEW result AS {render('ranked', 'duckdb')}")
+        return _collect(con, with_eval, out)
+
+
+def _manifest(root: Path) -> dict[str, Any]:
+    path = root / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{root}: not a ledger export (no manifest.json; run `credo export ledger`)")
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def plan_passes(records: int, memory_limit: str | None, forced: int | None, buckets: int) -> int:
+    """How many passes over the buckets keep one pass within the memory limit.
+
+    >>> plan_passes(1_000_000_000, "4GB", None, 64), plan_passes(10_000, "4GB", None, 64)
+    (64, 1)
+    """
+    if forced is not None:
+        return max(1, min(forced, buckets))
+    if memory_limit is None:
+        return 1
+    per_pass = max(1, int(parse_size(memory_limit) / 1e9 * RECORDS_PER_GB))
+    return max(1, min(buckets, -(-records // per_pass)))
+
+
+def _parquet(path: Path, hive: bool = False) -> str:
+    """``read_parquet`` of a path or glob, quoted as a SQL string literal."""
+    literal = "'" + str(path).replace("'", "''") + "'"
+    return f"read_parquet({literal}{', hive_partitioning = true' if hive else ''})"
+
+
+def _source(root: Path, name: str) -> str:
+    return _parquet(root / name / "**" / "*.parquet", hive=True)
+
+
+def rescore_parquet(
+    root: Path | str,
+    evals: Sequence[Evaluation],
+    options: DuckDBOptions = DuckDBOptions(),
+    *,
+    with_eval: bool = False,
+    out: Path | None = None,
+) -> pa.Table:
+    """Every scored subject of the evaluated schemes, from a Parquet ledger export.
+
+    With ``out`` the result is written there as one Parquet file (and an
+    empty table is returned, so a billion rows never pass through Python).
+    """
+    root = Path(root)
+    manifest = _manifest(root)
+    buckets = int(manifest["buckets"])
+    passes = plan_passes(int(manifest["records"]), options.memory_limit, options.passes, buckets)
+    records, appeals = _source(root, "records"), _source(root, "appeals")
+    with duckdb_connection(options) as con:
+        _install_catalog(con, root / "catalog")
+        _register(con, "evaluations", evaluations(evals).to_arrow())
+        if passes == 1:
+            con.execute(f"CREATE TEMP VIEW ledger_records AS {records_adapter('duckdb', records)}")
+            con.execute(f"CREATE TEMP VIEW ledger_appeals AS {appeals_adapter('duckdb', appeals)}")
+            con.execute(f"CREATE TEMP VIEW result AS {render('ranked', 'duckdb')}")
+            return _collect(con, with_eval, out)
+        # One pass per group of buckets, each writing its subjects' scores to
+        # a scratch Parquet file; then one statement ranks them all.
+        scratch = Path(tempfile.mkdtemp(prefix="credo-passes-", dir=options.temp_directory))
+        try:
+            for i in range(passes):
+                where = "bucket IN (" + ", ".join(str(b) for b in range(i, buckets, passes)) + ")"
+                for name, adapter, source in (
+                    ("ledger_records", records_adapter, records),
+                    ("ledger_appeals", appeals_adapter, appeals),
+                ):
+                    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {adapter('duckdb', source, where)}")
+                part = str(scratch / f"pass-{i:05d}.parquet").replace("'", "''")
+                con.execute(f"COPY ({render('scores', 'duckdb')}) TO '{part}' (FORMAT parquet)")
+            con.execute(f"CREATE TEMP VIEW scores AS SELECT * FROM {_parquet(scratch / '*.parquet')}")  # noqa: S608
+            con.execute(f"CREATE TEMP VIEW result AS {render('ranked', 'duckdb', provided=['scores'])}")
+            return _collect(con, with_eval, out)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# Spark
+# ---------------------------------------------------------------------------
+
+
+def _spark_relation(spark: Any, rel: Relation) -> Any:
+    """A Spark DataFrame of a small relation, typed as the definition declares it."""
+    from pyspark.sql import types as T
+
+    kinds = {"VARCHAR": T.StringType(), "INTEGER": T.IntegerType(), "BIGINT": T.LongType()}
+    schema = T.StructType([T.StructField(c, kinds[t], True) for c, t in rel.columns])
+    return spark.createDataFrame([list(r) for r in rel.rows], schema)
+
+
+def spark_register(spark: Any, root: Path | str, evals: Sequence[Evaluation]) -> None:
+    """Temp views of the definition's inputs over a Parquet export, in ``spark``.
+
+    ``root`` may be any path Spark reads (``hdfs://``, ``s3a://``, local).
+    """
+    base = str(root).rstrip("/")
+    spark.read.parquet(f"{base}/records").createOrReplaceTempView("records_raw")
+    spark.sql(records_adapter("spark", "records_raw")).createOrReplaceTempView("ledger_records")
+    spark.read.parquet(f"{base}/appeals").createOrReplaceTempView("appeals_raw")
+    spark.sql(appeals_adapter("spark", "appeals_raw")).createOrReplaceTempView("ledger_appeals")
+    for name in CATALOG_FILES:
+        spark.read.parquet(f"{base}/catalog/{name}.parquet").createOrReplaceTempView(name)
+    _spark_relation(spark, evaluations(evals)).createOrReplaceTempView("evaluations")
+
+
+def rescore_spark(
+    spark: Any,
+    root: Path | str,
+    evals: Sequence[Evaluation],
+    *,
+    with_eval: bool = False,
+    out: Path | str | None = None,
+) -> pa.Table:
+    """The same result as :func:`rescore_parquet`, computed by Spark SQL.
+
+    ``spark`` is a SparkSession (local mode here; on a cluster the same
+    call runs under spark-submit, see docs/scale.md). With ``out`` the result
+    is written there as a Parquet folder and an empty table is returned.
+    """
+    spark_register(spark, root, evals)
+    spark.sql(render("ranked", "spark")).createOrReplaceTempView("result")
+    df = spark.sql(_final_select(with_eval))
+    if out is not None:
+        df.write.mode("overwrite").parquet(str(out))
+        return pa.table({})
+    table: pa.Table = df.orderBy("scheme", "subject_id").toArrow()
+    return table
