@@ -546,8 +546,8 @@ def summary(phase: Phase) -> dict[str, Any]:
     return out
 
 
-def recovery_seconds(phase: Phase, window: float = 5.0) -> float | None:
-    """Start of the first window with no 429/503/failure and checks' p99 under the target."""
+def recovery_seconds(phase: Phase, p99_ms: float, window: float = 5.0) -> float | None:
+    """Start of the first window with no 429/503/failure and checks' p99 under ``p99_ms``."""
     t = 0.0
     while t + window <= phase.seconds:
         inside = phase.of(since=t, until=t + window)
@@ -556,7 +556,7 @@ def recovery_seconds(phase: Phase, window: float = 5.0) -> float | None:
             inside
             and all(200 <= s.status < 300 for s in inside)
             and checks
-            and percentile(checks, 99) < CHECK_P99_MS
+            and percentile(checks, 99) < p99_ms
         ):
             return t
         t += 1.0
@@ -571,18 +571,27 @@ def memory_growth(phase: Phase) -> tuple[float, int, int]:
     return (end - base) / base, base, end
 
 
-async def probe_reads(pool: Pool, reg: Seeded, paths: str) -> dict[str, dict[str, float]]:
-    """One at a time on the idle server: what each subject read costs (before any load)."""
-    out = {}
+async def probe_reads(pool: Pool, reg: Seeded, paths: str, timeout: float = 30.0) -> dict[str, Any]:
+    """One at a time on the idle server: what each subject read costs (before any load).
+
+    A read that takes longer than ``timeout`` ends that path's probe (the server is then
+    restarted clean by nothing: the next phases start once its answer came back).
+    """
+    out: dict[str, Any] = {}
     for name in [p for p in paths.split(",") if p]:
-        ms = []
+        ms: list[float] = []
         for token in reg.subject_tokens[:10]:
             started = time.monotonic()
-            status = await pool.send(request("GET", f"/api/v1/me/{name}", token), timeout=120)
+            try:
+                status = await pool.send(request("GET", f"/api/v1/me/{name}", token), timeout=timeout)
+            except TimeoutError:
+                out[name] = {"p50": f"> {timeout * 1000:g}", "max": f"> {timeout * 1000:g}", "n": len(ms)}
+                break
             if status != 200:
                 raise SystemExit(f"GET /api/v1/me/{name}: {status}")
             ms.append((time.monotonic() - started) * 1000)
-        out[name] = {"p50": round(percentile(ms, 50), 1), "max": round(max(ms), 1)}
+        else:
+            out[name] = {"p50": round(percentile(ms, 50), 1), "max": round(max(ms), 1), "n": len(ms)}
     return out
 
 
@@ -619,7 +628,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     check_p99 = percentile([s.ms for s in sustain.of("check")], 99)
     ingest_p99 = percentile([s.ms for s in sustain.of("ingest")], 99)
     bad_over = [s for s in over.samples if not (200 <= s.status < 300 or s.status in (429, 503))]
-    recovered = recovery_seconds(recover)
+    # Recovered: back to what the sustained load got (only 2xx; checks' p99 no worse than under
+    # the sustained load, or the 50 ms target if that was met), not to a target it never met.
+    recovered = recovery_seconds(recover, max(CHECK_P99_MS, check_p99))
+    recovered_to_target = recovery_seconds(recover, CHECK_P99_MS)
     verdicts = {
         "sustain: zero errors": not errors,
         f"sustain: checks p99 < {CHECK_P99_MS:g} ms": check_p99 < CHECK_P99_MS,
@@ -637,6 +649,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "phases": {p.name: summary(p) for p in (warm, cap, sustain, over, recover)},
         "memory": {"growth": growth, "base_mib": rss_base / 2**20, "end_mib": rss_end / 2**20},
         "recovered_after": recovered,
+        "recovered_to_target_after": recovered_to_target,
+        "sustain_check_p99": check_p99,
         "verdicts": verdicts,
         "ok": all(verdicts.values()),
     }
@@ -666,7 +680,8 @@ def report(result: dict[str, Any], command: str, where: str) -> str:
         f"- command: `{command}` (bench/load.py; {datetime.now(UTC):%Y-%m-%d})",
         f"- machine: {where}",
         f"- database: {result['args']['db']}; server: one `credo serve` worker, default settings "
-        f"(max_in_flight 64, a token bucket of 60,000/min per token, a bounded SQLite writer queue)",
+        "(max_in_flight 64, a token bucket of 60,000/min per token"
+        + (", a writer queue of 16)" if result["args"]["db"] == "sqlite" else ")"),
         f"- mix: 80 % checks (1 subject), 15 % subject reads ({result['args']['reads']}), "
         f"5 % ingest batches of {result['args']['batch']} records; "
         f"{result['args']['seed_records']:,} records seeded",
@@ -698,11 +713,18 @@ def report(result: dict[str, Any], command: str, where: str) -> str:
         "",
         f"- memory (server RSS) during sustain: {mem['base_mib']:.1f} MiB after the first minute, "
         f"{mem['end_mib']:.1f} MiB at the end: {mem['growth'] * 100:+.1f} %",
-        f"- recovery: checks back under {CHECK_P99_MS:g} ms p99 with only 2xx "
+        "- recovery (the first 5 s window with only 2xx and checks' p99 no worse than under the "
+        f"sustained load, {max(CHECK_P99_MS, result['sustain_check_p99']):.0f} ms): "
         + (
             f"{result['recovered_after']:g} s after the overload ended"
             if result["recovered_after"] is not None
             else "NOT within the recovery phase"
+        )
+        + f"; to checks' p99 under {CHECK_P99_MS:g} ms: "
+        + (
+            f"{result['recovered_to_target_after']:g} s"
+            if result["recovered_to_target_after"] is not None
+            else "never in the phase"
         ),
         "",
         "| promise | kept |",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from credo.cli import (
+    backup,
     catalog,
     db,
     demo,
@@ -49,6 +50,8 @@ app.add_typer(process.appeal_app, name="appeal")
 app.add_typer(process.notices_app, name="notices")
 app.command("tick")(process.tick)
 app.add_typer(simulate.app, name="simulate")
+app.command("backup")(backup.backup)
+app.command("restore")(backup.restore)
 app.command("score")(scoring.score)
 app.command("rescore")(scoring.rescore)
 app.add_typer(scoring.export_app, name="export")
