@@ -194,3 +194,31 @@ def test_subjects_get_one_number_each(runtime: Runtime) -> None:
     send(runtime, [RecordFactory(subject=someone), RecordFactory(subject=someone), RecordFactory()])
     with runtime.db.read() as conn:
         assert len(set(conn.execute(select(records.c.subject_id)).scalars())) == 2
+
+
+def test_a_record_released_from_quarantine_gets_its_notice(runtime: Runtime) -> None:
+    # Due process holds on every way in: a retry after a fix is an intake like any other.
+    from credo.process.intake import resend_with_notice, retry_with_notice
+    from credo.store.tables import notices
+
+    early_clock = datetime(2024, 2, 1, tzinfo=UTC)
+    send(runtime, [RecordFactory(agency_ref="later"), RecordFactory(agency_ref="fixme", subject="nobody")],
+         now=early_clock)
+    with runtime.db.begin() as conn:
+        assert retry_with_notice(conn, runtime.catalogs, runtime.log, now=NOW) == {
+            "released": 1, "still_refused": 1,
+        }
+        requeued = quarantine_rows(conn, open_only=True)
+    assert [r["raw"]["agency_ref"] for r in requeued] == ["fixme"]
+    fixed = {**requeued[0]["raw"], "subject": person_id()}
+    with runtime.db.begin() as conn:
+        qid = requeued[0]["id"]
+        other = resend_with_notice(conn, runtime.catalogs, runtime.log, "CN-SPC", qid, fixed)
+        outcome = resend_with_notice(conn, runtime.catalogs, runtime.log, TP, qid, fixed, now=NOW)
+        again = resend_with_notice(conn, runtime.catalogs, runtime.log, TP, qid, fixed, now=NOW)
+    assert other is None and again is None  # not that agency's item; no longer open
+    assert outcome is not None and outcome.status == "accepted"
+    with runtime.db.read() as conn:
+        noticed = set(conn.execute(select(notices.c.record_seq)).scalars())
+        assert noticed == set(conn.execute(select(records.c.seq)).scalars()) and len(noticed) == 2
+        assert quarantine_rows(conn, open_only=True) == []

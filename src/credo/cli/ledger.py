@@ -13,8 +13,9 @@ from rich.table import Table
 from credo.cli.common import JsonOpt, console, err_console, fail, open_runtime, print_json
 from credo.ledger import audit as ledger_audit
 from credo.ledger.readers import ReadError, iter_file
-from credo.ledger.services import quarantine_rows, retry_quarantine
+from credo.ledger.services import quarantine_rows
 from credo.process.intake import ingest_and_notify as ingest_batch
+from credo.process.intake import retry_with_notice
 
 quarantine_app = typer.Typer(help="Rejected input, kept with its reasons.", no_args_is_help=True)
 audit_app = typer.Typer(help="Verify the ledger against its Merkle log.", no_args_is_help=True)
@@ -173,7 +174,7 @@ def quarantine_retry(
     """Run open items through the checks again, e.g. after a catalog fix."""
     runtime = open_runtime()
     with runtime.db.begin() as conn:
-        counts = retry_quarantine(conn, runtime.catalogs, runtime.log, ids or None, agency=agency)
+        counts = retry_with_notice(conn, runtime.catalogs, runtime.log, ids or None, agency=agency)
     if as_json:
         print_json(counts)
     else:

@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
@@ -485,6 +485,41 @@ def quarantine_rows(
     ]
 
 
+class Step(Protocol):
+    """What runs a batch into the ledger: :func:`ingest`, or the intake that also notifies."""
+
+    def __call__(
+        self,
+        conn: Connection,
+        catalogs: Registry,
+        log: LedgerLog,
+        agency: str,
+        items: Sequence[Any],
+        *,
+        source: str,
+        lines: Sequence[int | None] | None = None,
+        now: datetime | None = None,
+    ) -> BatchResult: ...
+
+
+def release(conn: Connection, quarantine_id: int, outcome: Outcome, now: datetime) -> None:
+    """Close a quarantined item: to the record it became, or to the new quarantine row.
+
+    The quarantined row itself is never changed: a release row is added. An
+    item refused again is released as ``requeued`` to the retry's own
+    quarantine row, which carries today's reasons, so only one stays open.
+    """
+    refused = outcome.status == "rejected"
+    conn.execute(
+        quarantine_releases.insert().values(
+            quarantine_id=quarantine_id,
+            seq=None if refused else outcome.seq,
+            outcome="requeued" if refused else outcome.status,
+            released_at=now,
+        )
+    )
+
+
 def retry_quarantine(
     conn: Connection,
     catalogs: Registry,
@@ -493,11 +528,15 @@ def retry_quarantine(
     *,
     agency: str | None = None,
     now: datetime | None = None,
+    step: Step = ingest,
 ) -> dict[str, int]:
-    """Run open quarantined items through ingest again (after a catalog fix).
+    """Run open quarantined items through ``step`` again (after a catalog fix).
 
     A success is written as a release row; the quarantined row itself stays
     as it was. What is still refused is quarantined again with today's reasons.
+    Callers that serve agencies pass the intake that also issues notices
+    (:func:`credo.process.intake.ingest_and_notify`), so a retried adverse
+    record never lands without one.
     """
     now = now or datetime.now(UTC)
     rows = quarantine_rows(conn, agency=agency, open_only=True, limit=1_000_000)
@@ -509,7 +548,7 @@ def retry_quarantine(
     for r in rows:
         by_agency.setdefault(r["agency"], []).append(r)
     for agency_code, group in by_agency.items():
-        result = ingest(
+        result = step(
             conn,
             catalogs,
             log,
@@ -520,20 +559,34 @@ def retry_quarantine(
             now=now,
         )
         for row, outcome in zip(group, result.outcomes, strict=True):
-            if outcome.status == "rejected":
-                counts["still_refused"] += 1
-                # The retry's own quarantine row carries the new reasons; the
-                # original is released to it so only one stays open.
-                conn.execute(
-                    quarantine_releases.insert().values(
-                        quarantine_id=row["id"], seq=None, outcome="requeued", released_at=now
-                    )
-                )
-            else:
-                counts["released"] += 1
-                conn.execute(
-                    quarantine_releases.insert().values(
-                        quarantine_id=row["id"], seq=outcome.seq, outcome=outcome.status, released_at=now
-                    )
-                )
+            counts["still_refused" if outcome.status == "rejected" else "released"] += 1
+            release(conn, row["id"], outcome, now)
     return counts
+
+
+def resend_quarantined(
+    conn: Connection,
+    catalogs: Registry,
+    log: LedgerLog,
+    agency: str,
+    quarantine_id: int,
+    corrected: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+    step: Step = ingest,
+) -> Outcome | None:
+    """Send a corrected copy of one of ``agency``'s open quarantined items and release the original.
+
+    ``None`` when there is no such open item of that agency (nothing is written).
+    """
+    now = now or datetime.now(UTC)
+    found = quarantine_rows(conn, agency=agency, open_only=True, after_id=quarantine_id - 1, limit=1)
+    if not found or found[0]["id"] != quarantine_id:
+        return None
+    result = step(
+        conn, catalogs, log, agency, [dict(corrected)],
+        source=f"fix:{quarantine_id}", lines=[found[0]["line"]], now=now,
+    )
+    outcome = result.outcomes[0]
+    release(conn, quarantine_id, outcome, now)
+    return outcome

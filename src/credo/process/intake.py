@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from credo.catalog.registry import Registry
 from credo.ledger.log import LedgerLog
-from credo.ledger.services import BatchResult, ingest
+from credo.ledger.services import BatchResult, ingest, resend_quarantined, retry_quarantine
 from credo.lists.refresh import refresh, trigger_rules
 from credo.process import notices
 from credo.store.tables import records
@@ -62,3 +63,10 @@ def ingest_and_notify(
     if moved:
         refresh(conn, catalogs, now, moved)
     return result
+
+
+
+#: :func:`credo.ledger.services.retry_quarantine` through the intake: released records get notices.
+retry_with_notice = partial(retry_quarantine, step=ingest_and_notify)
+#: :func:`credo.ledger.services.resend_quarantined` through the intake.
+resend_with_notice = partial(resend_quarantined, step=ingest_and_notify)

@@ -23,10 +23,10 @@ from starlette.responses import Response
 from credo.access.services import Role
 from credo.ids import IdentifierError, parse_subject_ref
 from credo.ledger.readers import ReadError, detect_format, iter_file
-from credo.ledger.services import quarantine_rows, retry_quarantine
+from credo.ledger.services import quarantine_rows
 from credo.ledger.validate import RECORD_FIELDS
-from credo.process.intake import ingest_and_notify
-from credo.store.tables import organisation_names, quarantine_releases, records, subjects
+from credo.process.intake import ingest_and_notify, resend_with_notice, retry_with_notice
+from credo.store.tables import organisation_names, records, subjects
 from credo.web.page import CsrfDep, Page, WebError, require
 
 router = APIRouter(prefix="/agency")
@@ -160,7 +160,7 @@ def retry(page: AgencyPage, _: CsrfDep) -> Response:
     """Run every open item again as it is (after a catalog fix, or a record it needed arrived)."""
     agency = _agency(page)
     with page.runtime.db.begin() as conn:
-        counts = retry_quarantine(conn, page.runtime.catalogs, page.runtime.log, agency=agency)
+        counts = retry_with_notice(conn, page.runtime.catalogs, page.runtime.log, agency=agency)
     with page.runtime.db.read() as conn:
         items = quarantine_rows(conn, agency=agency, open_only=True, limit=1000)
     return page.render("agency/quarantine.html", items=items, retried=counts)
@@ -216,29 +216,12 @@ def fix(
     if corrected.get("target_seq", "").isdigit():
         corrected["target_seq"] = int(corrected["target_seq"])
     agency = _agency(page)
-    now = datetime.now(UTC)
     with page.runtime.db.begin() as conn:
-        batch = ingest_and_notify(
-            conn,
-            page.runtime.catalogs,
-            page.runtime.log,
-            agency,
-            [corrected],
-            source=f"web-fix:{item_id}",
-            lines=[item["line"]],
-            now=now,
+        outcome = resend_with_notice(
+            conn, page.runtime.catalogs, page.runtime.log, agency, item_id, corrected
         )
-        outcome = batch.outcomes[0]
-        # Like a retry: the original is released, to the record or to the new
-        # quarantine row that carries today's reasons, so only one stays open.
-        conn.execute(
-            insert(quarantine_releases).values(
-                quarantine_id=item_id,
-                seq=outcome.seq if outcome.status != "rejected" else None,
-                outcome=outcome.status if outcome.status != "rejected" else "requeued",
-                released_at=now,
-            )
-        )
+    if outcome is None:  # released meanwhile, e.g. by a retry in another tab
+        raise WebError(404, "No open quarantined item of yours with this number.")
     if outcome.status == "rejected":
         return page.redirect(f"/agency/quarantine/{outcome.quarantine_id}")
     return page.render(
