@@ -15,10 +15,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from factories import RecordFactory
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
+from credo.api.app import create_app
 from credo.cli import app
+from credo.runtime import Runtime
+from credo.settings import load_settings
 from credo.store.append_only import unprotect
 from credo.store.db import make_engine
 
@@ -49,8 +54,8 @@ def cli(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> A
     monkeypatch.setenv("CREDO_SIGNING_KEY_PATH", str(tmp_path / "keys" / "log.key"))
     runner = CliRunner()
 
-    def run(*args: str) -> Any:
-        return runner.invoke(app, list(args), catch_exceptions=False)
+    def run(*args: str, stdin: str | None = None) -> Any:
+        return runner.invoke(app, list(args), input=stdin, catch_exceptions=False)
 
     assert run("db", "upgrade").exit_code == 0
     return run
@@ -167,6 +172,64 @@ def test_token_create_prints_once_and_refuses_bad_bindings(cli: Any) -> None:
     assert cli("token", "create", "--role", "agency").exit_code == 2
     assert cli("token", "create", "--role", "subject", "--subject", "123").exit_code == 2
     assert cli("token", "create", "--role", "subject", "--subject", "11010519491231002X").exit_code == 0
+
+
+def test_token_revoke_by_id_hash_token_or_principal_is_a_401_at_once_and_recorded(cli: Any) -> None:
+    def create(*args: str) -> str:
+        return str(json.loads(cli("token", "create", *args, "--json").stdout)["token"])
+
+    police = [create("--role", "agency", "--agency", "CN-ZJ-HZ-TP") for _ in range(3)]
+    court = create("--role", "agency", "--agency", "CN-SPC", "--label", "court clerk")
+    auditor = create("--role", "auditor", "--label", "inspector")
+    listed = json.loads(cli("token", "list", "--json").stdout)
+    assert [t["role"] for t in listed] == ["agency"] * 4 + ["auditor"]
+    assert not any(token in json.dumps(listed) for token in [*police, court, auditor]), "never shown again"
+    hash_of_court = "sha256:" + listed[3]["hash_prefix"][:10]
+
+    # The server keeps running while the operator revokes: the next request is refused.
+    server = Runtime.open(load_settings().replace(scheduler_interval=0))
+    client = TestClient(create_app(server))
+
+    def status(token: str) -> int:
+        return client.get("/api/v1/quarantine", headers={"Authorization": f"Bearer {token}"}).status_code
+
+    assert [status(t) for t in [*police, court]] == [200] * 4
+    by_id = cli("token", "revoke", str(listed[0]["id"]), "--reason", "laptop lost", "--json")
+    assert json.loads(by_id.stdout) == {"revoked": [listed[0]["id"]], "already_revoked": []}
+    assert [status(t) for t in police] == [401, 200, 200]
+    assert cli("token", "revoke", str(listed[0]["id"])).exit_code == 1  # nothing left to revoke
+    assert cli("token", "revoke", hash_of_court).exit_code == 0
+    assert status(court) == 401
+    assert cli("token", "revoke", "-", stdin=police[1] + "\n").exit_code == 0  # out of the shell history
+    assert [status(t) for t in police] == [401, 401, 200]
+    whole = json.loads(cli("token", "revoke", "--agency", "CN-ZJ-HZ-TP", "--json").stdout)
+    assert whole == {"revoked": [listed[2]["id"]], "already_revoked": []}  # only live tokens are named
+    assert status(police[2]) == 401
+    assert cli("token", "revoke", "--agency", "CN-ZJ-HZ-TP").exit_code == 1
+
+    live = json.loads(cli("token", "list", "--live", "--json").stdout)
+    assert [t["label"] for t in live] == ["inspector"]
+    shown = {t["id"]: t for t in json.loads(cli("token", "list", "--json").stdout)}
+    assert shown[listed[0]["id"]]["reason"] == "laptop lost"
+    assert all(shown[t["id"]]["revoked_by"].startswith("cli:") for t in listed[:4])
+    assert "sha256:" in cli("token", "list").stdout
+    # Refusals name what is wrong; nothing is revoked by them.
+    assert cli("token", "revoke").exit_code == 2
+    assert cli("token", "revoke", "1", "--agency", "CN-SPC").exit_code == 2
+    assert "no token" in cli("token", "revoke", "9999").output
+    assert "expected an id" in cli("token", "revoke", "sha256:12").output
+    assert cli("token", "revoke", "--subject", "123").exit_code == 2
+    assert status(auditor) != 401
+
+    # The revocations are append-only records.
+    try:
+        with server.db.read() as conn:
+            rows = conn.execute(text("SELECT token_id FROM token_revocations ORDER BY token_id")).scalars()
+            assert list(rows) == [t["id"] for t in listed[:4]]
+        with pytest.raises(DBAPIError, match="append-only"), server.db.begin() as conn:
+            conn.execute(text("DELETE FROM token_revocations"))
+    finally:
+        server.db.dispose()
 
 
 def test_settings_lists_every_variable(cli: Any) -> None:

@@ -75,6 +75,17 @@ tokens = Table(
     Column("revoked_at", UTCDateTime, nullable=True),
 )
 
+# Every revocation of a token, with who revoked it and why: tokens.revoked_at
+# is what authentication reads; this append-only row is the record of it.
+token_revocations = Table(
+    "token_revocations",
+    metadata,
+    Column("token_id", Integer, ForeignKey("tokens.id"), primary_key=True),
+    Column("revoked_at", UTCDateTime, nullable=False),
+    Column("revoked_by", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
 records = Table(
     "records",
     metadata,
@@ -381,6 +392,7 @@ __all__ = [
     "relying_party_measures",
     "subject_channels",
     "subjects",
+    "token_revocations",
     "tokens",
     "tree_heads",
 ]
