@@ -55,6 +55,10 @@ class BatchResult:
     outcomes: list[Outcome] = field(default_factory=list)
     tree_size: int = 0
     checkpoint: str | None = None
+    #: the ledger rows this batch appended, in sequence order, as
+    #: :data:`ACCEPTED_FIELDS` mappings: what the intake needs for notices and
+    #: listings without reading them back
+    accepted: list[dict[str, Any]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out = {"accepted": 0, "duplicate": 0, "rejected": 0}
@@ -99,6 +103,10 @@ RECORD_COLUMNS = (
     "target_seq",
     "content_hash",
     "leaf_hash",
+)
+#: What :attr:`BatchResult.accepted` holds of each appended row.
+ACCEPTED_FIELDS = (
+    "seq", "kind", "subject_id", "rule", "rule_version", "jurisdiction", "occurred_on", "target_seq",
 )
 _SEQ, _AGENCY, _REF, _KIND, _SUBJECT_ID, _RULE, _RULE_VERSION, _, _OCCURRED = range(9)
 
@@ -384,6 +392,8 @@ def append(
                 quarantine_id=int(qid),
             )
     result = BatchResult([o for o in outcomes if o is not None])
+    at = [RECORD_COLUMNS.index(name) for name in ACCEPTED_FIELDS]
+    result.accepted = [dict(zip(ACCEPTED_FIELDS, [row[i] for i in at], strict=True)) for row in new_rows]
     tree_head = log.append(conn, head, leaves, recorded_at) if leaves else head
     result.tree_size = tree_head.size
     result.checkpoint = tree_head.checkpoint

@@ -13,25 +13,13 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from credo.catalog.registry import Registry
 from credo.ledger.log import LedgerLog
 from credo.ledger.services import BatchResult, ingest, resend_quarantined, retry_quarantine
 from credo.lists.refresh import refresh, trigger_rules
 from credo.process import notices
-from credo.store.tables import records
-
-_ROW = (
-    records.c.seq,
-    records.c.kind,
-    records.c.subject_id,
-    records.c.rule,
-    records.c.rule_version,
-    records.c.jurisdiction,
-    records.c.occurred_on,
-    records.c.target_seq,
-)
 
 
 def ingest_and_notify(
@@ -47,16 +35,9 @@ def ingest_and_notify(
 ) -> BatchResult:
     now = now or datetime.now(UTC)
     result = ingest(conn, catalogs, log, agency, items, source=source, lines=lines, now=now)
-    accepted = [o.seq for o in result.outcomes if o.status == "accepted" and o.seq is not None]
-    if not accepted:
+    rows = result.accepted
+    if not rows:
         return result
-    # Accepted records of one batch have consecutive sequence numbers.
-    rows = [
-        dict(r._mapping)
-        for r in conn.execute(
-            select(*_ROW).where(records.c.seq.between(accepted[0], accepted[-1])).order_by(records.c.seq)
-        )
-    ]
     notices.for_records(conn, catalogs, rows, now)
     placing = trigger_rules(catalogs)
     moved = sorted({int(r["subject_id"]) for r in rows if r["rule"] in placing})
