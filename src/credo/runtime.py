@@ -28,6 +28,15 @@ class CatalogLoadError(RuntimeError):
         super().__init__("catalogs refused:\n" + "\n".join(lines))
 
 
+def open_database(settings: Settings) -> Database:
+    """The registry database the settings name, its writer queue bounded as they say."""
+    return Database.from_url(
+        settings.database_url,
+        max_waiting_writers=int(settings.max_waiting_writers),
+        max_writer_wait=float(settings.max_writer_wait),
+    )
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -40,7 +49,7 @@ class Runtime:
         registry, errors = load_catalogs([settings.catalog_dir])
         if registry is None:
             raise CatalogLoadError(errors)
-        return cls(settings, db or Database.from_url(settings.database_url), registry)
+        return cls(settings, db or open_database(settings), registry)
 
     @cached_property
     def zone(self) -> ZoneInfo:

@@ -10,6 +10,7 @@ them all and ``tests/test_docs.py`` fails when one is missing there.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ class Setting:
     type: type
     default: Any
     help: str
+    #: The smallest value allowed (limits: a negative wait or queue would mean "unbounded").
+    minimum: int | None = None
 
     @property
     def env(self) -> str:
@@ -70,7 +73,7 @@ SETTINGS: tuple[Setting, ...] = (
         PROJECT_ROOT / "catalogs",
         "Folder of catalog TOML files loaded at start (every *.toml directly inside it).",
     ),
-    Setting("max_batch", int, 10_000, "Largest number of records accepted in one API batch."),
+    Setting("max_batch", int, 10_000, "Largest number of records accepted in one API batch.", minimum=1),
     Setting(
         "scheduler_interval",
         int,
@@ -78,13 +81,54 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds between runs of the server's clock (overdue appeals, daily listing refresh, "
         "notice delivery); 0 turns it off (run `credo tick` from cron instead).",
     ),
-    Setting("max_body_bytes", int, 16 * 1024 * 1024, "Largest request body accepted (413 above it)."),
-    Setting("max_in_flight", int, 64, "Requests served at once per worker; beyond it 503 with Retry-After."),
+    Setting(
+        "max_body_bytes", int, 16 * 1024 * 1024, "Largest request body accepted (413 above it).", minimum=0
+    ),
+    Setting(
+        "max_in_flight",
+        int,
+        64,
+        "Requests served at once per worker; beyond it 503 with Retry-After.",
+        minimum=0,
+    ),
     Setting(
         "rate_per_minute",
         int,
         60_000,
         "Requests per minute per bearer token; beyond it 429 with Retry-After.",
+        minimum=1,
+    ),
+    Setting(
+        "rate_burst",
+        int,
+        0,
+        "Requests a token may send at once before rate_per_minute paces it (the size of its bucket); "
+        "0: a tenth of rate_per_minute.",
+        minimum=0,
+    ),
+    Setting(
+        "max_waiting_writers",
+        int,
+        16,
+        "SQLite: write transactions of one process that may queue for the single database writer; "
+        "one more is answered 503 with Retry-After at once.",
+        minimum=0,
+    ),
+    Setting(
+        "max_writer_wait",
+        float,
+        5.0,
+        "SQLite: seconds a queued write transaction waits for the database writer before it is "
+        "answered 503 with Retry-After (nothing half-done).",
+        minimum=0,
+    ),
+    Setting(
+        "access_log_queue",
+        int,
+        100_000,
+        "Access records waiting for the background writer; beyond it a record is dropped (and "
+        "counted in the log), never the request.",
+        minimum=1,
     ),
     Setting("log_requests", int, 1, "1: one structured JSON log line per request on stdout; 0: none."),
     Setting("smtp_host", str, "127.0.0.1", "SMTP server that delivers notices by email."),
@@ -99,11 +143,15 @@ class SettingsError(ValueError):
 
 
 def _parse(setting: Setting, raw: str) -> Any:
-    parsers: dict[type, Callable[[str], Any]] = {int: int, str: str, Path: Path}
+    parsers: dict[type, Callable[[str], Any]] = {int: int, float: float, str: str, Path: Path}
     try:
         value = parsers[setting.type](raw)
     except ValueError as exc:
         raise SettingsError(f"{setting.env}: expected {setting.type.__name__}, got {raw!r}") from exc
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SettingsError(f"{setting.env}: expected a finite number, got {raw!r}")
+    if setting.minimum is not None and value < setting.minimum:
+        raise SettingsError(f"{setting.env}: at least {setting.minimum}, got {raw!r}")
     if setting.name == "timezone":
         try:
             ZoneInfo(value)

@@ -71,3 +71,19 @@ def test_over_the_rate_limit_is_429_with_retry_after(runtime: Runtime) -> None:
 def test_a_saturated_server_answers_503(runtime: Runtime) -> None:
     res = app_with(runtime, max_in_flight=0).get("/healthz")
     assert res.status_code == 503 and res.headers["retry-after"] == "1"
+
+
+def test_the_burst_is_as_the_setting_says(runtime: Runtime) -> None:
+    client = app_with(runtime, rate_per_minute=60, rate_burst=3)  # three at once, then one a second
+    assert [client.get("/healthz").status_code for _ in range(4)] == [200, 200, 200, 429]
+    default = app_with(runtime, rate_per_minute=60)  # a tenth of a minute's worth: six
+    assert [default.get("/healthz").status_code for _ in range(7)] == [200] * 6 + [429]
+
+
+def test_the_access_log_queue_is_as_long_as_the_setting_says(runtime: Runtime) -> None:
+    client = app_with(runtime, access_log_queue=2)  # no lifespan: nothing drains the queue
+    for _ in range(3):
+        client.get("/api/v1/me/file")
+    writer = client.app.state.access_writer  # type: ignore[attr-defined]
+    assert writer.dropped == 1, "the third record found the queue full"
+    assert len(access_rows(client, runtime)) == 2

@@ -27,7 +27,7 @@ from credo.ledger.subjects import subject_number
 from credo.lists.services import register_party
 from credo.process import appeals as appeal_service
 from credo.process.intake import ingest_and_notify
-from credo.runtime import Runtime, bootstrap
+from credo.runtime import Runtime, bootstrap, open_database
 from credo.settings import load_settings
 from credo.store.db import Database, make_engine
 
@@ -73,7 +73,7 @@ def seeded_registry(
         **settings,
     }
     config = load_settings({}).replace(**values)
-    runtime = Runtime(config, Database.from_url(config.database_url), catalogs)
+    runtime = Runtime(config, open_database(config), catalogs)
     bootstrap(runtime)
     who = person_id()
     now = datetime.now(UTC)

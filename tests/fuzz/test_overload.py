@@ -14,6 +14,8 @@ from sqlalchemy import text
 
 from credo.api.app import create_app
 from credo.catalog.registry import Registry
+from credo.runtime import Runtime
+from credo.settings import SettingsError, load_settings
 from credo.store.db import Database, Overloaded
 
 
@@ -40,21 +42,22 @@ def hold_writer(db: Database, release: threading.Event, holding: threading.Event
     return thread
 
 
+def write_or_note(db: Database, outcomes: list[str]) -> None:
+    """Write, or note why the database refused."""
+    try:
+        with db.begin():
+            outcomes.append("wrote")
+    except Overloaded as exc:
+        outcomes.append(str(exc))
+
+
 def test_writers_beyond_the_queue_are_refused_at_once_and_a_long_wait_is_refused_too(
     sqlite_db: Database,
 ) -> None:
     release, holding = threading.Event(), threading.Event()
     holder = hold_writer(sqlite_db, release, holding)
     outcomes: list[str] = []
-
-    def wait_in_queue() -> None:
-        try:
-            with sqlite_db.begin():
-                outcomes.append("wrote")
-        except Overloaded as exc:
-            outcomes.append(str(exc))
-
-    waiter = threading.Thread(target=wait_in_queue)
+    waiter = threading.Thread(target=write_or_note, args=(sqlite_db, outcomes))
     waiter.start()
     time.sleep(0.05)  # the waiter is queued: the queue (of one) is full
     started = time.monotonic()
@@ -82,9 +85,8 @@ def test_background_writers_that_must_not_be_shed_wait_their_turn(sqlite_db: Dat
 def test_the_api_answers_503_with_retry_after_when_the_writer_queue_is_full(
     tmp_path: Path, catalogs: Registry
 ) -> None:
-    seeded: Seeded = seeded_registry(tmp_path, catalogs)
+    seeded: Seeded = seeded_registry(tmp_path, catalogs, max_waiting_writers=0)  # CREDO_MAX_WAITING_WRITERS
     db = seeded.runtime.db
-    db.max_waiting_writers = 0
     release, holding = threading.Event(), threading.Event()
     try:
         with TestClient(create_app(seeded.runtime)) as client:
@@ -116,3 +118,59 @@ def test_the_api_answers_503_with_retry_after_when_the_writer_queue_is_full(
     finally:
         release.set()
         db.dispose()
+
+
+@pytest.mark.parametrize(("waiting", "wait"), [(0, 5.0), (1, 0.4), (3, 0.6)])
+def test_the_writer_queue_is_as_long_and_waits_as_long_as_the_settings_say(
+    tmp_path: Path, waiting: int, wait: float
+) -> None:
+    settings = load_settings(
+        {
+            "CREDO_DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}",
+            "CREDO_MAX_WAITING_WRITERS": str(waiting),
+            "CREDO_MAX_WRITER_WAIT": str(wait),
+        }
+    )
+    db = Runtime.open(settings).db
+    release, holding = threading.Event(), threading.Event()
+    try:
+        with db.begin() as conn:
+            conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        holder = hold_writer(db, release, holding)
+        waiters: list[threading.Thread] = []
+        outcomes: list[str] = []
+        for _ in range(waiting):  # fill the queue
+            waiters.append(threading.Thread(target=write_or_note, args=(db, outcomes)))
+            waiters[-1].start()
+        time.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(Overloaded, match=f"{waiting} writers already wait"), db.begin():
+            pass
+        assert time.monotonic() - started < 0.1, "the one beyond the queue is refused at once"
+        for waiter in waiters:
+            waiter.join()
+        assert outcomes == [f"waited {wait:g} s for the database writer; retry shortly"] * waiting
+    finally:
+        release.set()
+        db.dispose()
+    holder.join()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("CREDO_MAX_WAITING_WRITERS", "-1", "at least 0"),
+        ("CREDO_MAX_WRITER_WAIT", "-0.5", "at least 0"),  # a negative wait would wait for ever
+        ("CREDO_MAX_WRITER_WAIT", "inf", "expected a finite number"),
+        ("CREDO_MAX_WRITER_WAIT", "nan", "expected a finite number"),
+        ("CREDO_MAX_WRITER_WAIT", "soon", "expected float"),
+        ("CREDO_RATE_PER_MINUTE", "0", "at least 1"),
+        ("CREDO_ACCESS_LOG_QUEUE", "0", "at least 1"),  # 0 would be an unbounded queue
+        ("CREDO_MAX_BATCH", "0", "at least 1"),
+    ],
+)
+def test_a_limit_out_of_its_range_is_refused_naming_the_variable(
+    variable: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=f"{variable}: {message}"):
+        load_settings({variable: value})

@@ -60,7 +60,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         OutboxConfig(smtp_host=str(runtime.settings.smtp_host), smtp_port=int(runtime.settings.smtp_port)),
     )
 
-    writer = AccessWriter(runtime.db)
+    writer = AccessWriter(runtime.db, capacity=int(runtime.settings.access_log_queue))
     settings = runtime.settings
 
     @asynccontextmanager
@@ -104,9 +104,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(
         GuardMiddleware,
         writer=writer,
-        limits=Limits(
-            int(settings.max_body_bytes), int(settings.max_in_flight), int(settings.rate_per_minute)
-        ),
+        limits=Limits.from_settings(settings),
         log_requests=bool(int(settings.log_requests)),
     )
     return app

@@ -6,10 +6,12 @@
 - **Saturation**: more than ``max_in_flight`` requests at once are answered
   503 with ``Retry-After`` instead of queueing without bound.
 - **Rate**: each bearer token has a token bucket (``rate_per_minute``,
-  bursts up to a tenth of a minute's worth); over it, 429 with ``Retry-After``.
+  bursts up to ``rate_burst``, by default a tenth of a minute's worth); over
+  it, 429 with ``Retry-After``.
 - **Access record**: every request, allowed or denied, becomes one row of
   the append-only ``access_log`` (who, role, operation, subject, purpose,
-  outcome, time). Rows are written by a background writer in batches.
+  outcome, time). Rows are written by a background writer in batches, from
+  a queue of at most ``access_log_queue`` rows.
 - **Log**: one structured JSON line per request (structlog).
 """
 
@@ -31,6 +33,7 @@ import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from credo.settings import Settings
 from credo.store.db import Database
 from credo.store.tables import access_log
 
@@ -54,6 +57,16 @@ class Limits:
     max_body_bytes: int = 16 * 1024 * 1024
     max_in_flight: int = 64
     rate_per_minute: int = 60_000
+    rate_burst: int = 0  # 0: a tenth of rate_per_minute
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            int(settings.max_body_bytes),
+            int(settings.max_in_flight),
+            int(settings.rate_per_minute),
+            int(settings.rate_burst),
+        )
 
 
 @dataclass
@@ -65,12 +78,13 @@ class Bucket:
 @dataclass
 class RateLimiter:
     per_minute: int
+    burst: int = 0  # 0: a tenth of per_minute
     clock: Callable[[], float] = time.monotonic
     buckets: dict[str, Bucket] = field(default_factory=dict)
 
     def take(self, key: str) -> float:
         """0 when allowed, else the seconds to wait."""
-        capacity = max(1.0, self.per_minute / 10)
+        capacity = float(self.burst) if self.burst > 0 else max(1.0, self.per_minute / 10)
         rate = self.per_minute / 60
         now = self.clock()
         bucket = self.buckets.setdefault(key, Bucket(capacity, now))
@@ -170,7 +184,7 @@ class GuardMiddleware:
         self.writer = writer
         self.limits = limits
         self.log_requests = log_requests
-        self.limiter = RateLimiter(limits.rate_per_minute)
+        self.limiter = RateLimiter(limits.rate_per_minute, limits.rate_burst)
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -10,7 +10,8 @@ Writers of one process take turns on a lock of their own before ``BEGIN
 IMMEDIATE``: SQLite's busy handler polls (sleeping up to 100 ms between
 tries), so a writer queued on it could start long after the lock was free.
 That queue is bounded: beyond ``max_waiting_writers`` waiting, or after
-``max_writer_wait`` seconds of waiting, ``begin()`` raises
+``max_writer_wait`` seconds of waiting (both settings, ``CREDO_MAX_WAITING_WRITERS``
+and ``CREDO_MAX_WRITER_WAIT``), ``begin()`` raises
 :class:`Overloaded` (the API answers 503 with ``Retry-After``) rather than
 letting requests pile up behind the single writer. Background work that
 must not be shed (the access log) passes ``shed=False``.
@@ -152,8 +153,15 @@ class Database:
             raise Overloaded(f"waited {self.max_writer_wait:g} s for the database writer; retry shortly")
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> Database:
-        return cls(make_engine(url, **kwargs))
+    def from_url(
+        cls, url: str, *, max_waiting_writers: int = 16, max_writer_wait: float = 5.0, **kwargs: Any
+    ) -> Database:
+        """A database at ``url``; the two limits bound SQLite's writer queue (settings of the same names)."""
+        return cls(
+            make_engine(url, **kwargs),
+            max_waiting_writers=max_waiting_writers,
+            max_writer_wait=max_writer_wait,
+        )
 
     @classmethod
     def bound(cls, conn: Connection) -> Database:
