@@ -13,7 +13,7 @@ from web.support import ORG_NAME, Story, ask, csrf_of, sign_in
 from credo.access.services import revoke_token
 from credo.runtime import Runtime
 from credo.settings import PROJECT_ROOT
-from credo.store.tables import appeals, tokens
+from credo.store.tables import appeals, records, tokens
 from credo.web.auth import create_login_link
 from credo.web.i18n import translate
 from credo.web.messages_zh import ZH
@@ -168,6 +168,55 @@ def test_a_reviewer_decides_and_the_subject_is_allowed_again(web: TestClient, st
     sign_in(web, story.tokens["person"])
     mine = web.get(f"/me/appeals/{appeal_id}").text
     assert "overturned" in mine and "Receipt of payment checked." in mine
+
+
+def test_the_reporting_agency_decides_a_rectification_request_on_its_page(
+    web: TestClient, runtime: Runtime, story: Story
+) -> None:
+    with runtime.db.read() as conn:
+        seq = conn.execute(
+            select(records.c.seq).where(
+                records.c.subject_id == story.person_id, records.c.agency == "CN-ZJ-HZ-TP"
+            )
+        ).scalar_one()
+    sign_in(web, story.tokens["person"])
+    form = web.get(f"/me/rectifications?record={seq}")
+    asked = web.post(
+        "/me/rectifications",
+        data={"csrf": csrf_of(form.text), "record": str(seq), "act": "fine-paid", "evidence": "receipt 77"},
+    )
+    assert asked.status_code == 303, asked.text
+    web.cookies.clear()
+    # Another agency neither sees the request nor may open it; the reviewer of the jurisdiction sees it.
+    sign_in(web, story.tokens["spc"])
+    assert "receipt" not in web.get("/rectifications").text
+    web.cookies.clear()
+    sign_in(web, story.tokens["reviewer"])
+    queue = web.get("/rectifications").text
+    link = re.search(r'href="/rectifications/(\d+)"', queue)
+    assert link, queue
+    web.cookies.clear()
+    sign_in(web, story.tokens["spc"])
+    assert web.get(f"/rectifications/{link.group(1)}").status_code == 404
+    web.cookies.clear()
+    sign_in(web, story.tokens["agency"])
+    case = web.get(f"/rectifications/{link.group(1)}")
+    assert "receipt 77" in case.text and story.person in case.text
+    no_reasons = web.post(
+        f"/rectifications/{link.group(1)}", data={"csrf": csrf_of(case.text), "verdict": "approve"}
+    )
+    assert no_reasons.status_code == 422 and "reasons" in no_reasons.text
+    decided = web.post(
+        f"/rectifications/{link.group(1)}",
+        data={"csrf": csrf_of(case.text), "verdict": "approve", "reasons": "Fine paid in full."},
+    )
+    assert decided.status_code == 303, decided.text
+    assert f"/rectifications/{link.group(1)}" not in web.get("/rectifications").text
+    with runtime.db.read() as conn:
+        restoration = conn.execute(
+            select(records.c.agency).where(records.c.kind == "restoration", records.c.target_seq == seq)
+        ).scalar_one()
+    assert restoration == "CN-ZJ-HZ-TP"  # filed on behalf of the reporting agency
 
 
 def test_language_switch_and_english_fallback(web: TestClient) -> None:

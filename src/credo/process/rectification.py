@@ -22,7 +22,7 @@ from credo.catalog.registry import Registry
 from credo.ledger.log import LedgerLog
 from credo.ledger.services import ingest
 from credo.process import notices
-from credo.process.appeals import AppealError, end_of_local_day
+from credo.process.appeals import AppealError, _aware, end_of_local_day
 from credo.store.tables import records, rectification_requests
 
 ACTS = ("fine-paid", "course-completed", "volunteer-hours", "judgment-performed", "other")
@@ -121,10 +121,7 @@ def decide(
     if row is None:
         raise AppealError(404, f"request_id: no rectification request {request_id}")
     record = conn.execute(select(records).where(records.c.seq == row.record_seq)).one()
-    allowed = decider.agency == record.agency or (
-        decider.jurisdiction is not None and catalogs.is_within(record.jurisdiction, decider.jurisdiction)
-    )
-    if not allowed:
+    if not may_decide(catalogs, decider, record.agency, record.jurisdiction):
         raise AppealError(404, f"request_id: no rectification request {request_id} for you to decide")
     if row.decided_at is not None:
         raise AppealError(409, f"request_id: request {request_id} was already decided ({row.outcome})")
@@ -186,6 +183,59 @@ def decide(
         "restoration_seq": restoration_seq,
         "subject_id": int(row.subject_id),
     }
+
+
+def may_decide(catalogs: Registry, decider: Decider, agency: str, jurisdiction: str) -> bool:
+    """The reporting agency itself, or a reviewer whose jurisdiction holds the record's."""
+    return decider.agency == agency or (
+        decider.jurisdiction is not None and catalogs.is_within(jurisdiction, decider.jurisdiction)
+    )
+
+
+def open_requests(
+    conn: Connection, catalogs: Registry, decider: Decider, now: datetime
+) -> list[dict[str, Any]]:
+    """Undecided requests ``decider`` may decide, soonest deadline first, with days left.
+
+    >>> # open_requests(conn, catalogs, Decider("r", jurisdiction="CN-SD-RC"), now)[0]["days_left"]
+    >>> # 9.5
+    """
+    q = (
+        select(
+            rectification_requests,
+            records.c.agency,
+            records.c.rule,
+            records.c.jurisdiction,
+            records.c.occurred_on,
+        )
+        .join(records, records.c.seq == rectification_requests.c.record_seq)
+        .where(rectification_requests.c.decided_at.is_(None))
+        .order_by(rectification_requests.c.deadline_at, rectification_requests.c.id)
+    )
+    out = []
+    for r in conn.execute(q):
+        if not may_decide(catalogs, decider, r.agency, r.jurisdiction):
+            continue
+        deadline = _aware(r.deadline_at)
+        left = (deadline - now).total_seconds() / 86400
+        out.append(
+            {
+                "request": int(r.id),
+                "record_seq": int(r.record_seq),
+                "subject_id": int(r.subject_id),
+                "agency": r.agency,
+                "rule": r.rule,
+                "jurisdiction": r.jurisdiction,
+                "occurred_on": r.occurred_on.isoformat(),
+                "act": r.act,
+                "evidence": r.evidence,
+                "filed_at": _aware(r.filed_at).isoformat(),
+                "deadline_at": deadline.isoformat(),
+                "days_left": round(left, 1),
+                "overdue": left < 0,
+            }
+        )
+    return out
 
 
 def requests_of(conn: Connection, subject_id: int) -> list[dict[str, Any]]:

@@ -335,4 +335,14 @@ ZH: dict[str, str] = {
     "longest": "最长",
     "Overturned share of appealed records per agency": "各报送机关被申诉记录的撤销比例",
     "overturned / appealed": "撤销 / 申诉",
+    # rectification requests, decided by the reporting agency or a reviewer
+    "Rectification requests": "信用修复申请",
+    "Rectification request {n}": "信用修复申请 {n}",
+    "request {n}": "申请 {n}",
+    "Request {n} decided.": "申请 {n} 已作出决定。",
+    "No open rectification request.": "没有待处理的信用修复申请。",
+    "No open rectification request for you to decide with this number.": "没有此编号、由您决定的待处理信用修复申请。",
+    "Subjects ask to clear a rectifiable record on the strength of a restorative act. The reporting agency or a reviewer of the jurisdiction decides, the soonest deadline first; an approval files a restoration record.": "主体可凭修复行为申请清除可修复的记录。由报送机关或本辖区复核人员按截止日期先后作出决定；批准即登记一条修复记录。",
+    "approve: a restoration record clears the record from today": "批准：登记修复记录，该记录自今日起清除",
+    "refuse: the record keeps counting": "驳回：该记录继续计入评分",
 }

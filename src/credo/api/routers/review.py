@@ -81,6 +81,15 @@ def decide_appeal(
     return {k: v for k, v in decision.items() if k != "subject_id"}
 
 
+def decider_of(principal: Principal) -> rectification.Decider:
+    """An agency decides for its own records; a reviewer for its jurisdiction's."""
+    return rectification.Decider(
+        principal.label or f"{principal.role.value}#{principal.token_id}",
+        agency=principal.agency if principal.role is Role.AGENCY else None,
+        jurisdiction=principal.jurisdiction if principal.role is Role.REVIEWER else None,
+    )
+
+
 @router.post("/rectifications/{request_id}/decision", responses=problems(404, 409))
 def decide_rectification(
     request_id: Annotated[int, Path(ge=1, le=MAX_ID)],
@@ -90,11 +99,7 @@ def decide_rectification(
 ) -> dict[str, Any]:
     """The reporting agency, or a reviewer of the jurisdiction, approves (a restoration record) or refuses."""
     now = datetime.now(UTC)
-    decider = rectification.Decider(
-        principal.label or f"{principal.role.value}#{principal.token_id}",
-        agency=principal.agency if principal.role is Role.AGENCY else None,
-        jurisdiction=principal.jurisdiction,
-    )
+    decider = decider_of(principal)
     try:
         with runtime.db.begin() as conn:
             decision = rectification.decide(

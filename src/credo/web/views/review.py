@@ -1,8 +1,10 @@
 """The reviewer console: open appeals by deadline, one appeal with its record,
-evidence, the subject's statement and history, and the decision with reasons.
+evidence, the subject's statement and history, and the decision with reasons;
+and rectification requests, which the reporting agency or a reviewer decides.
 
-Decisions go through the same function as ``POST /api/v1/review/appeals/{id}/decision``
-(decide, then move the listings), so the page and the API cannot differ.
+Decisions go through the same functions as ``POST /api/v1/review/appeals/{id}/decision``
+and ``POST /api/v1/rectifications/{id}/decision`` (decide, then move the
+listings), so the pages and the API cannot differ.
 """
 
 from __future__ import annotations
@@ -17,16 +19,25 @@ from starlette.responses import Response
 
 from credo.access.services import Role
 from credo.api.problems import Problem
-from credo.api.routers.review import DecisionIn, decide_appeal, reviewer_of
+from credo.api.routers.review import (
+    DecisionIn,
+    RectificationDecisionIn,
+    decide_appeal,
+    decide_rectification,
+    decider_of,
+    reviewer_of,
+)
 from credo.process import appeals as appeal_service
+from credo.process import rectification
 from credo.store.tables import appeals, records, subjects
 from credo.web.page import CsrfDep, Page, WebError, require
 
-router = APIRouter(prefix="/review")
+router = APIRouter()
 ReviewerPage = Annotated[Page, Depends(require(Role.REVIEWER))]
+DeciderPage = Annotated[Page, Depends(require(Role.REVIEWER, Role.AGENCY))]
 
 
-@router.get("")
+@router.get("/review")
 def queue(page: ReviewerPage, decided: Annotated[int | None, Query()] = None) -> Response:
     with page.runtime.db.read() as conn:
         items = appeal_service.queue(conn, page.runtime.catalogs, reviewer_of(page.user), datetime.now(UTC))
@@ -80,14 +91,14 @@ def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-@router.get("/appeals/{appeal_id}")
+@router.get("/review/appeals/{appeal_id}")
 def appeal(appeal_id: int, page: ReviewerPage) -> Response:
     return page.render(
         "review/appeal.html", **_appeal(page, appeal_id), outcomes=appeal_service.OUTCOMES, error=None
     )
 
 
-@router.post("/appeals/{appeal_id}")
+@router.post("/review/appeals/{appeal_id}")
 def decide(
     appeal_id: int,
     page: ReviewerPage,
@@ -121,3 +132,63 @@ def decide(
             "review/appeal.html", status=422, **context, outcomes=appeal_service.OUTCOMES, error=error
         )
     return page.redirect("/review?decided=" + str(appeal_id))
+
+
+# -- rectification requests ----------------------------------------------------
+
+
+@router.get("/rectifications")
+def rectification_queue(page: DeciderPage, decided: Annotated[int | None, Query()] = None) -> Response:
+    assert page.principal is not None
+    with page.runtime.db.read() as conn:
+        items = rectification.open_requests(
+            conn, page.runtime.catalogs, decider_of(page.principal), datetime.now(UTC)
+        )
+    return page.render("review/rectifications.html", items=items, decided=decided)
+
+
+def _request(page: Page, request_id: int) -> dict[str, Any]:
+    assert page.principal is not None
+    with page.runtime.db.read() as conn:
+        found = [
+            r
+            for r in rectification.open_requests(
+                conn, page.runtime.catalogs, decider_of(page.principal), datetime.now(UTC)
+            )
+            if r["request"] == request_id
+        ]
+        if not found:
+            raise WebError(404, "No open rectification request for you to decide with this number.")
+        subject = conn.execute(select(subjects).where(subjects.c.id == found[0]["subject_id"])).one()
+    return {"item": found[0], "subject": f"{subject.kind}:{subject.identifier}"}
+
+
+@router.get("/rectifications/{request_id}")
+def rectification_request(request_id: int, page: DeciderPage) -> Response:
+    return page.render("review/rectification.html", **_request(page, request_id), error=None)
+
+
+@router.post("/rectifications/{request_id}")
+def decide_request(
+    request_id: int,
+    page: DeciderPage,
+    _: CsrfDep,
+    verdict: Annotated[str, Form(max_length=16)] = "",
+    reasons: Annotated[str, Form(max_length=10_000)] = "",
+) -> Response:
+    context = _request(page, request_id)
+    assert page.principal is not None
+    error = None
+    if not reasons.strip():
+        error = "reasons: a decision needs written reasons"
+    elif verdict not in ("approve", "refuse"):
+        error = "verdict: choose approve or refuse"
+    else:
+        try:
+            body = RectificationDecisionIn(approve=verdict == "approve", reasons=reasons)
+            decide_rectification(request_id, body, page.runtime, page.principal)
+        except Problem as exc:
+            error = exc.detail
+    if error is not None:
+        return page.render("review/rectification.html", status=422, **context, error=error)
+    return page.redirect("/rectifications?decided=" + str(request_id))
