@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -170,3 +171,26 @@ class LedgerBuilder:
         rec = pa.Table.from_pylist([{f.name: r[f.name] for f in rs} for r in self.records], schema=rs)
         app = pa.Table.from_pylist([{f.name: a[f.name] for f in as_} for a in self.appeals], schema=as_)
         return rec, app
+
+
+def cli_registry(tmp_path: Path, monkeypatch: Any, builder: LedgerBuilder, catalogs: Registry) -> Any:
+    """A migrated SQLite registry for the ``credo`` command, holding ``builder``'s ledger.
+
+    Points the command at it (``CREDO_*`` variables through ``monkeypatch``)
+    and returns a Typer ``CliRunner``.
+    """
+    from typer.testing import CliRunner
+
+    from credo.cli import app
+    from credo.store.db import make_engine
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("CREDO_DATABASE_URL", url)
+    monkeypatch.setenv("CREDO_SIGNING_KEY_PATH", str(tmp_path / "keys" / "log.key"))
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade"], catch_exceptions=False).exit_code == 0
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        builder.write(conn, catalogs)
+    engine.dispose()
+    return runner

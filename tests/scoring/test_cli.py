@@ -9,13 +9,10 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 import typer
-from ledgers import LedgerBuilder, person_for
-from typer.testing import CliRunner
+from ledgers import LedgerBuilder, cli_registry, person_for
 
 from credo.catalog.registry import Registry
-from credo.cli import app as credo_app
 from credo.cli import scoring
-from credo.store.db import make_engine
 
 
 def _app() -> typer.Typer:
@@ -29,20 +26,12 @@ def _app() -> typer.Typer:
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalogs: Registry) -> Any:
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("CREDO_DATABASE_URL", url)
-    monkeypatch.setenv("CREDO_SIGNING_KEY_PATH", str(tmp_path / "keys" / "log.key"))
-    runner = CliRunner()
-    assert runner.invoke(credo_app, ["db", "upgrade"], catch_exceptions=False).exit_code == 0
     b = LedgerBuilder()
     b.incident("a1", "CN-SD-RC.CONTRACT-BREACH", "2024-03-01", subject="alice")
     b.incident("a2", "CN-SD-RC.HEROIC-ACT", "2024-04-01", subject="alice")
     b.incident("b1", "CN-SD-RC.SUED-IN-BREACH", "2024-03-01", subject="bob")
     b.incident("h1", "CN-ZJ-HZ.TRAFFIC-RED-LIGHT", "2024-03-01", subject="carol")
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        b.write(conn, catalogs)
-    engine.dispose()
+    runner = cli_registry(tmp_path, monkeypatch, b, catalogs)
     app = _app()
 
     def run(*args: str) -> Any:

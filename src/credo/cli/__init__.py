@@ -21,6 +21,7 @@ from credo.cli import (
     settings_cmd,
     simulate,
     tokens,
+    whatif,
 )
 from credo.cli.common import close_runtimes
 
@@ -54,6 +55,7 @@ app.command("backup")(backup.backup)
 app.command("restore")(backup.restore)
 app.command("score")(scoring.score)
 app.command("rescore")(scoring.rescore)
+app.command("whatif")(whatif.whatif)
 app.add_typer(scoring.export_app, name="export")
 app.command("ingest")(ledger.ingest)
 app.command("serve")(serve.serve)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -204,15 +206,16 @@ def _spark_rows(path: Path) -> int:
     return int(ds.dataset(path, format="parquet").count_rows())
 
 
-def _spark(runtime: Any, ledger: Path | None, evals: Any, out: Path | None, threads: int | None,
-           memory_limit: str | None) -> Any:
+@contextmanager
+def spark_session(name: str, threads: int | None, memory_limit: str | None) -> Iterator[Any]:
+    """A local Spark session (``CREDO_SPARK_MASTER`` overrides the master)."""
     from pyspark.sql import SparkSession
 
     # A session already running in this process (an embedding program, the
     # tests) is used and left running; one started here is stopped here.
     existing = SparkSession.getActiveSession()
     builder = (
-        SparkSession.builder.appName("credo-rescore")
+        SparkSession.builder.appName(name)
         .master(os.environ.get("CREDO_SPARK_MASTER", f"local[{threads or os.cpu_count() or 1}]"))
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
@@ -221,6 +224,15 @@ def _spark(runtime: Any, ledger: Path | None, evals: Any, out: Path | None, thre
         builder = builder.config("spark.driver.memory", memory_limit.lower().replace("b", ""))
     spark = builder.getOrCreate()
     try:
+        yield spark
+    finally:
+        if existing is None:
+            spark.stop()
+
+
+def _spark(runtime: Any, ledger: Path | None, evals: Any, out: Path | None, threads: int | None,
+           memory_limit: str | None) -> Any:
+    with spark_session("credo-rescore", threads, memory_limit) as spark:
         if ledger is None:
             # Spark reads only Parquet: export the live ledger to a temporary folder first.
             with tempfile.TemporaryDirectory(prefix="credo-export-") as tmp:
@@ -228,9 +240,6 @@ def _spark(runtime: Any, ledger: Path | None, evals: Any, out: Path | None, thre
                     export_ledger(conn, runtime.catalogs, Path(tmp) / "ledger")
                 return rescore_spark(spark, Path(tmp) / "ledger", evals, out=out)
         return rescore_spark(spark, ledger, evals, out=out)
-    finally:
-        if existing is None:
-            spark.stop()
 
 
 @export_app.command("ledger")

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pyarrow as pa
 
-from credo.scoring.definition import appeals_adapter, records_adapter, render
+from credo.scoring.definition import Dialect, appeals_adapter, literal, records_adapter, render
 from credo.scoring.relations import Evaluation, Relation, evaluations
 
 if TYPE_CHECKING:
@@ -192,14 +192,71 @@ def rescore_arrow(
     :func:`credo.ledger.export.ledger_tables` returns them.
     """
     with duckdb_connection(options) as con:
-        con.register("records_raw", records)
-        con.register("appeals_raw", appeals)
-        con.execute(f"CREATE TEMP VIEW ledger_records AS {records_adapter('duckdb', 'records_raw')}")
-        con.execute(f"CREATE TEMP VIEW ledger_appeals AS {appeals_adapter('duckdb', 'appeals_raw')}")
-        _install_catalog(con, catalog)
-        _register(con, "evaluations", evaluations(evals).to_arrow())
+        _install_arrow(con, records, appeals, catalog, evals)
         con.execute(f"CREATE TEMP VIEW result AS {render('ranked', 'duckdb')}")
         return _collect(con, with_eval, out)
+
+
+def _install_arrow(
+    con: duckdb.DuckDBPyConnection,
+    records: pa.Table,
+    appeals: pa.Table,
+    catalog: Sequence[Relation],
+    evals: Sequence[Evaluation],
+) -> None:
+    """Every input of the definition, from the ledger as Arrow tables."""
+    con.register("records_raw", records)
+    con.register("appeals_raw", appeals)
+    con.execute(f"CREATE TEMP VIEW ledger_records AS {records_adapter('duckdb', 'records_raw')}")
+    con.execute(f"CREATE TEMP VIEW ledger_appeals AS {appeals_adapter('duckdb', 'appeals_raw')}")
+    _install_catalog(con, catalog)
+    _register(con, "evaluations", evaluations(evals).to_arrow())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one catalog makes of a ledger: what listing needs besides the scores.
+
+    ``scores`` has :data:`RESULT_COLUMNS` (scored subjects only);
+    ``statuses`` has :data:`STATUS_COLUMNS`, one row per candidate record of
+    the rules asked about (the rules that place on a list) and evaluation.
+    """
+
+    scores: pa.Table
+    statuses: pa.Table
+
+
+#: Columns of :attr:`Outcome.statuses`.
+STATUS_COLUMNS: Final[tuple[str, ...]] = ("scheme", "seq", "subject_id", "rule", "occurred_day", "status")
+
+
+def _statuses_select(rules: Sequence[str], dialect: Dialect) -> str:
+    """The statuses of records of ``rules``, from an already materialised ``statuses``."""
+    where = "rule IN (" + ", ".join(literal(r, "duckdb") for r in sorted(rules)) + ")" if rules else "1 = 0"
+    explained = render("explained", dialect, provided=["statuses"], where=where)
+    # ``explained`` is the definition's own text; the columns are fixed names.
+    return f"SELECT {', '.join(STATUS_COLUMNS)} FROM ({explained}) AS x"  # noqa: S608
+
+
+def outcome_arrow(
+    records: pa.Table,
+    appeals: pa.Table,
+    catalog: Sequence[Relation],
+    evals: Sequence[Evaluation],
+    rules: Sequence[str],
+    options: DuckDBOptions = DuckDBOptions(),
+) -> Outcome:
+    """:func:`rescore_arrow`'s scores and the statuses of the records of ``rules``.
+
+    The statuses are computed once and both results read them (a policy
+    what-if asks this once per catalog, see :mod:`credo.lists.whatif`).
+    """
+    with duckdb_connection(options) as con:
+        _install_arrow(con, records, appeals, catalog, evals)
+        con.execute(f"CREATE TEMP TABLE statuses AS {render('statuses', 'duckdb')}")
+        con.execute(f"CREATE TEMP VIEW result AS {render('ranked', 'duckdb', provided=['statuses'])}")
+        scores = _collect(con, False, None)
+        return Outcome(scores, con.sql(_statuses_select(rules, "duckdb")).to_arrow_table())
 
 
 def _manifest(root: Path) -> dict[str, Any]:
@@ -294,18 +351,25 @@ def _spark_relation(spark: Any, rel: Relation) -> Any:
     return spark.createDataFrame([list(r) for r in rel.rows], schema)
 
 
-def spark_register(spark: Any, root: Path | str, evals: Sequence[Evaluation]) -> None:
+def spark_register(
+    spark: Any, root: Path | str, evals: Sequence[Evaluation], catalog: Sequence[Relation] | None = None
+) -> None:
     """Temp views of the definition's inputs over a Parquet export, in ``spark``.
 
     ``root`` may be any path Spark reads (``hdfs://``, ``s3a://``, local).
+    ``catalog`` replaces the export's own catalog relations (a draft catalog).
     """
     base = str(root).rstrip("/")
     spark.read.parquet(f"{base}/records").createOrReplaceTempView("records_raw")
     spark.sql(records_adapter("spark", "records_raw")).createOrReplaceTempView("ledger_records")
     spark.read.parquet(f"{base}/appeals").createOrReplaceTempView("appeals_raw")
     spark.sql(appeals_adapter("spark", "appeals_raw")).createOrReplaceTempView("ledger_appeals")
-    for name in CATALOG_FILES:
-        spark.read.parquet(f"{base}/catalog/{name}.parquet").createOrReplaceTempView(name)
+    if catalog is None:
+        for name in CATALOG_FILES:
+            spark.read.parquet(f"{base}/catalog/{name}.parquet").createOrReplaceTempView(name)
+    else:
+        for rel in catalog:
+            _spark_relation(spark, rel).createOrReplaceTempView(rel.name)
     _spark_relation(spark, evaluations(evals)).createOrReplaceTempView("evaluations")
 
 
@@ -331,3 +395,23 @@ def rescore_spark(
         return pa.table({})
     table: pa.Table = df.orderBy("scheme", "subject_id").toArrow()
     return table
+
+
+def outcome_spark(
+    spark: Any,
+    root: Path | str,
+    catalog: Sequence[Relation],
+    evals: Sequence[Evaluation],
+    rules: Sequence[str],
+) -> Outcome:
+    """:func:`outcome_arrow` computed by Spark SQL over a Parquet export, under ``catalog``."""
+    spark_register(spark, root, evals, catalog)
+    statuses = spark.sql(render("statuses", "spark")).cache()
+    try:
+        statuses.createOrReplaceTempView("statuses")
+        spark.sql(render("ranked", "spark", provided=["statuses"])).createOrReplaceTempView("result")
+        scores: pa.Table = spark.sql(_final_select(False)).orderBy("scheme", "subject_id").toArrow()
+        listed: pa.Table = spark.sql(_statuses_select(rules, "spark")).toArrow()
+    finally:
+        statuses.unpersist()
+    return Outcome(scores, listed)
