@@ -44,10 +44,19 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output
 
 # make fuzz  — nightly: schemathesis and hypothesis with 1,000 examples per operation/property
-# make soak  — bench/load.py: 10 min at 70 % of capacity, 2 min at 3x, recovery; writes bench/RESULTS.md
-.PHONY: fuzz soak
+# make soak  — soak-crash, then bench/load.py: 10 min at 70 % of capacity, 2 min at 3x, recovery;
+#              writes bench/RESULTS.md
+# make soak-crash — tests/ledger/test_crash.py with 200 SIGKILLs of the server and 100 of the CLI
+#              ingest per database, and 10 PostgreSQL restarts (CREDO_CRASH_KILLS,
+#              CREDO_CRASH_INGEST_KILLS, CREDO_CRASH_PG_RESTARTS; CREDO_PG_RESTART=0 leaves the
+#              local PostgreSQL alone, which other users of it will want)
+.PHONY: fuzz soak soak-crash
 fuzz: $(BIN)/.dev postgres
 	CREDO_FUZZ_EXAMPLES=$${CREDO_FUZZ_EXAMPLES:-1000} $(BIN)/pytest tests/fuzz $(PYTEST_ARGS)
 
-soak: $(BIN)/.dev
+soak-crash: $(BIN)/.dev postgres
+	CREDO_CRASH_KILLS=$${CREDO_CRASH_KILLS:-200} CREDO_CRASH_PG_RESTARTS=$${CREDO_CRASH_PG_RESTARTS:-10} \
+	CREDO_PG_RESTART=$${CREDO_PG_RESTART:-1} $(BIN)/pytest tests/ledger/test_crash.py -s $(PYTEST_ARGS)
+
+soak: soak-crash
 	$(BIN)/python bench/load.py --write-results $(SOAK_ARGS)

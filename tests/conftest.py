@@ -41,6 +41,17 @@ def _postgres_available() -> str | None:
     return None
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "restarts_postgres: stops and starts the PostgreSQL cluster; runs last in the session"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that restart PostgreSQL go last, when nothing else of the session uses it any more."""
+    items.sort(key=lambda item: item.get_closest_marker("restarts_postgres") is not None)
+
+
 @pytest.fixture(scope="session")
 def catalogs() -> Registry:
     registry, errors = load_catalogs([CATALOGS])

@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from credo.access.services import create_token
 from credo.api.app import create_app
+from credo.catalog.registry import Registry
 from credo.runtime import Runtime
+from credo.settings import Settings
+from credo.store.db import Database
 
 
 def app_with(runtime: Runtime, **settings: int) -> TestClient:
@@ -87,3 +90,22 @@ def test_the_access_log_queue_is_as_long_as_the_setting_says(runtime: Runtime) -
     writer = client.app.state.access_writer  # type: ignore[attr-defined]
     assert writer.dropped == 1, "the third record found the queue full"
     assert len(access_rows(client, runtime)) == 2
+
+
+def test_a_database_that_is_down_is_a_503_with_retry_after_and_a_bug_stays_a_500(
+    catalogs: Registry, settings: Settings
+) -> None:
+    down = Database.from_url("postgresql://postgres@127.0.0.1:9/credo", connect_args={"connect_timeout": 2})
+    client = TestClient(create_app(Runtime(settings, down, catalogs)))
+    res = client.get("/api/v1/me/file", headers={"Authorization": "Bearer credo_x"})
+    assert res.status_code == 503 and res.headers["retry-after"] == "1", res.text
+    assert res.headers["content-type"] == "application/problem+json"
+    assert "database is unavailable" in res.json()["detail"]
+    # SQLite's OperationalError also means a bad statement (here: no tables at all): not a 503.
+    empty = Database.from_url("sqlite://")
+    with pytest.raises(OperationalError, match="no such table"):
+        TestClient(create_app(Runtime(settings, empty, catalogs))).get(
+            "/api/v1/me/file", headers={"Authorization": "Bearer credo_x"}
+        )
+    down.dispose()
+    empty.dispose()

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
@@ -64,6 +65,15 @@ def install(app: FastAPI, routers: Iterable[APIRouter] = ()) -> None:
         detail = "no database connection free in time; retry shortly"
         return problem_response(503, "Server busy", detail, headers={"Retry-After": "1"})
 
+    # The database went away (PostgreSQL restarting, a connection cut): nothing was committed,
+    # so the request may be sent again. Other operational errors stay 500s.
+    @app.exception_handler(OperationalError)
+    async def _unavailable(_: Request, exc: OperationalError) -> JSONResponse:
+        if not database_unavailable(exc):
+            raise exc
+        detail = "the database is unavailable; nothing was done; retry shortly"
+        return problem_response(503, "Service unavailable", detail, headers={"Retry-After": "1"})
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         try:
@@ -85,3 +95,12 @@ def install(app: FastAPI, routers: Iterable[APIRouter] = ()) -> None:
         errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return problem_response(422, "Invalid request", detail, errors=errors)
+
+
+def database_unavailable(exc: OperationalError) -> bool:
+    """The connection to the database was lost or could not be made (not a bad statement)."""
+    if exc.connection_invalidated:
+        return True
+    # psycopg's OperationalError is about the connection (refused, terminated, server starting
+    # up or shutting down); sqlite3's also covers bad statements, which are bugs (500).
+    return type(exc.orig).__module__.split(".")[0] == "psycopg"
