@@ -42,3 +42,15 @@ def test_every_source_folder_has_a_line_in_the_architecture_doc() -> None:
     folders = [p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith("__")]
     for name in folders:
         assert f"`src/credo/{name}/`" in text, f"docs/architecture.md has no line for src/credo/{name}/"
+
+
+def test_every_test_the_security_model_names_exists() -> None:
+    text = (DOCS / "security.md").read_text()
+    named = set(re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", text))
+    assert len(named) > 50
+    for path, name in sorted(named):
+        source = PROJECT_ROOT / path
+        assert source.is_file(), f"docs/security.md names {path}, which does not exist"
+        assert re.search(rf"^(async )?def {name}\(", source.read_text(), re.M), (
+            f"{path}::{name} does not exist"
+        )
