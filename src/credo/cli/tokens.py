@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import sys
 from typing import Annotated, Any
 
@@ -198,7 +199,10 @@ def revoke(
                 found = [resolve_token_ref(conn, ref)]
         except AccessError as exc:
             fail(str(exc))
-    by = f"cli:{getpass.getuser()}"
+    try:
+        by = f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name (a container with an arbitrary uid)
+        by = f"cli:uid {os.getuid()}"
     with runtime.db.begin() as conn:
         revoked = revoke_tokens(conn, [t.id for t in found], by=by, reason=reason)
     if as_json:
