@@ -77,9 +77,12 @@ class LedgerBuilder:
         subject: str = "alice",
         recorded_at: datetime | str | None = None,
         version: int = 1,
+        jurisdiction: str | None = None,
     ) -> int:
+        """``jurisdiction``: where the act was recorded; the rule's own by default."""
         day = _day(occurred_on)
-        return self._add(ref, "incident", rule, version, day, subject, recorded_at, None)
+        return self._add(ref, "incident", rule, version, day, subject, recorded_at, None,
+                         jurisdiction=jurisdiction)
 
     def retraction(
         self, ref: str, target: str, occurred_on: date | str, *, recorded_at: datetime | str | None = None
@@ -102,6 +105,7 @@ class LedgerBuilder:
     def _add(
         self, ref: str, kind: str, rule: str, version: int, day: date, subject: str | None,
         recorded_at: datetime | str | None, target: int | None, subject_id: int | None = None,
+        jurisdiction: str | None = None,
     ) -> int:
         seq = self._next()
         if subject_id is None:
@@ -111,7 +115,9 @@ class LedgerBuilder:
         digest = hashlib.sha256(f"{seq}:{ref}".encode()).digest()
         self.records.append({
             "seq": seq, "agency": self.agency, "agency_ref": ref, "kind": kind, "subject_id": subject_id,
-            "rule": rule, "rule_version": version, "jurisdiction": "CN", "occurred_on": day,
+            "rule": rule, "rule_version": version, "occurred_on": day,
+            # The rule codes here start with their jurisdiction's code.
+            "jurisdiction": jurisdiction or rule.split(".")[0],
             "recorded_at": _instant(recorded_at, default), "evidence": "", "target_seq": target,
             "content_hash": digest, "leaf_hash": digest,
         })

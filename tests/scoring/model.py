@@ -125,7 +125,10 @@ class Model:
             rows: dict[int, dict[str, Any]] = {}
             for s in subjects:
                 judged = self.statuses(ev, s)
-                if not any(j.status not in VOID for j in judged):
+                # Scored: a record of an act recorded in the scheme's jurisdiction still stands.
+                own = {r["seq"] for r in self.records
+                       if r["subject_id"] == s and self.catalogs.is_within(r["jurisdiction"], ev.scheme)}
+                if not any(j.status not in VOID and j.seq in own for j in judged):
                     continue
                 score = policy.clamp(policy.base_score + sum(j.counted for j in judged))
                 rows[s] = {

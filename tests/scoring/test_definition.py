@@ -86,7 +86,8 @@ def test_primitives_in_duckdb() -> None:
     con = duckdb.connect()
     con.register("t", table)
     sql = records_adapter("duckdb", "(SELECT 1 AS seq, 'incident' AS kind, 1 AS subject_id, 'R' AS rule, "
-                                    "1 AS rule_version, occurred_on, recorded_at, NULL AS target_seq FROM t)")
+                                    "1 AS rule_version, 'CN' AS jurisdiction, occurred_on, recorded_at, "
+                                    "NULL AS target_seq FROM t)")
     got = con.execute(f"SELECT occurred_day, occurred_year, recorded_us FROM ({sql})").fetchall()
     assert got == _expected()
 
@@ -101,7 +102,8 @@ def test_primitives_in_sqlite_as_sqlalchemy_stores_them() -> None:
         for t in INSTANTS
     ])
     sql = records_adapter("sqlite", "(SELECT 1 AS seq, 'incident' AS kind, 1 AS subject_id, 'R' AS rule, "
-                                    "1 AS rule_version, occurred_on, recorded_at, NULL AS target_seq FROM t)")
+                                    "1 AS rule_version, 'CN' AS jurisdiction, occurred_on, recorded_at, "
+                                    "NULL AS target_seq FROM t)")
     got = con.execute(f"SELECT occurred_day, occurred_year, recorded_us FROM ({sql})").fetchall()
     assert got == _expected()
 

@@ -9,8 +9,8 @@ the Parquet export of that database. docs/scoring.md explains the format.
 A case file::
 
     scheme = "CN-ZJ"
-    [[records]]                      # ref, rule, on; optional subject, kind,
-    ref = "a"                        # target (retraction/restoration), recorded
+    [[records]]                      # ref, rule, on; optional subject, kind, target
+    ref = "a"                        # (retraction/restoration), recorded, jurisdiction
     rule = "CN-ZJ.FALSE-LICENSING-MATERIALS"
     on = 2024-01-10
     [[expect]]                       # as_of; optional known_at, subject, scheme,
@@ -66,7 +66,7 @@ def build(case: dict[str, Any], catalogs: Registry) -> LedgerBuilder:
             version = catalogs.rule(r["rule"], on)
             assert version is not None, f"{r['rule']} is not in force on {on}"
             b.incident(r["ref"], r["rule"], on, subject=r.get("subject", "alice"), recorded_at=recorded,
-                       version=version.version)
+                       version=version.version, jurisdiction=r.get("jurisdiction"))
         elif kind == "retraction":
             b.retraction(r["ref"], r["target"], r["on"], recorded_at=recorded)
         elif kind == "restoration":

@@ -73,9 +73,10 @@ def rongcheng_ledger() -> tuple[LedgerBuilder, dict[str, int]]:
             else:
                 deduct(b, name, 1000 - score)
             scores[name] = score
-    # A national defaulter judgment (-100, counted in every scheme): on the
-    # defaulter list under both catalogs.
-    b.incident("court", "CN.COURT-DEFAULTER", "2024-05-10", subject="defaulter")
+    # A national defaulter judgment (-100, counted in every scheme) by a court
+    # in Rongcheng, so its subject is scored there: on the defaulter list
+    # under both catalogs.
+    b.incident("court", "CN.COURT-DEFAULTER", "2024-05-10", subject="defaulter", jurisdiction="CN-SD-RC")
     scores["defaulter"] = 900
     return b, scores
 

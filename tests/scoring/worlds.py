@@ -136,7 +136,11 @@ def worlds(draw: st.DrawFn, root: str, first_subject: int, first_seq: int, first
         row = {
             "seq": seq, "agency": world.agencies[rule], "agency_ref": f"r{seq}", "kind": "incident",
             "subject_id": draw(st.sampled_from(subjects)), "rule": rule, "rule_version": version,
-            "jurisdiction": rule.split(".")[0], "occurred_on": day, "recorded_at": recorded,
+            # Where the act was recorded: the rule's jurisdiction or one below it
+            # (tree codes extend their parent's), which decides who is scored where.
+            "jurisdiction": draw(st.sampled_from(
+                [j for j in world.schemes if j.startswith(rule.split(".")[0])])),
+            "occurred_on": day, "recorded_at": recorded,
             "evidence": "", "target_seq": None,
         }
         incidents.append(row)

@@ -92,6 +92,7 @@ INPUTS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
         ("subject_id", "BIGINT"),
         ("rule", "VARCHAR"),
         ("rule_version", "INTEGER"),
+        ("jurisdiction", "VARCHAR"),
         ("occurred_day", "INTEGER"),
         ("occurred_year", "INTEGER"),
         ("recorded_us", "BIGINT"),
@@ -240,6 +241,7 @@ _STEPS: Final[tuple[tuple[str, str], ...]] = (
         FROM (
             SELECT q.eval_id, r.subject_id, q.eval_id * 4294967296 + r.subject_id AS subject_key,
                    r.seq, r.occurred_day, r.occurred_year, c.points, c.rectifiable,
+                   CASE WHEN w.scheme IS NULL THEN 0 ELSE 1 END AS own,
                    r.occurred_day + COALESCE(c.expiry_days, q.default_expiry_days) AS expires_day,
                    f.retracted_by, f.overturned_by, f.suspended_by, f.restored_by, f.restored_day,
                    CASE WHEN f.retracted_by IS NULL AND f.overturned_by IS NULL
@@ -250,6 +252,10 @@ _STEPS: Final[tuple[tuple[str, str], ...]] = (
             JOIN catalog_visibility AS v ON v.rule_jurisdiction = c.rule_jurisdiction
             JOIN questions AS q ON q.scheme = v.scheme
             LEFT JOIN effects AS f ON f.known_us = q.known_us AND f.seq = r.seq
+            -- own: the act was recorded in the scheme's jurisdiction or within it
+            -- (visibility read backwards: the scheme is an ancestor of the place)
+            LEFT JOIN catalog_visibility AS w
+              ON w.scheme = r.jurisdiction AND w.rule_jurisdiction = q.scheme
             WHERE r.kind = 'incident' AND r.recorded_us <= q.known_us AND r.occurred_day <= q.as_of_day
         ) AS x
         """,
@@ -350,7 +356,7 @@ _STEPS: Final[tuple[tuple[str, str], ...]] = (
                     WHEN 3 THEN 'suspended' WHEN 4 THEN 'expired' WHEN 5 THEN 'rectified'
                     WHEN 6 THEN 'capped' ELSE 'counted' END AS status
         FROM (
-            SELECT e.eval_id, e.subject_id, e.subject_key, e.seq, e.occurred_day, e.points,
+            SELECT e.eval_id, e.subject_id, e.subject_key, e.seq, e.occurred_day, e.points, e.own,
                    CASE WHEN e.retracted_by IS NOT NULL THEN 1
                         WHEN e.overturned_by IS NOT NULL THEN 2
                         WHEN e.suspended_by IS NOT NULL THEN 3
@@ -393,7 +399,10 @@ _STEPS: Final[tuple[tuple[str, str], ...]] = (
     ),
     # §6 one row per subject with a candidate record: the clamped score and
     # how many records had each status. A subject is *scored* in the scheme
-    # when at least one of its candidate records is not void.
+    # when at least one of its candidate records of an act recorded in the
+    # scheme's jurisdiction (or within it) is not void: a national record of
+    # an act in Hangzhou puts its subject in Hangzhou's scheme, not in
+    # Rongcheng's, though national rules count in both.
     (
         "scores",
         """
@@ -401,7 +410,7 @@ _STEPS: Final[tuple[tuple[str, str], ...]] = (
                CAST(CASE WHEN p.base_score + t.total < p.floor_score THEN p.floor_score
                          WHEN p.base_score + t.total > p.ceiling_score THEN p.ceiling_score
                          ELSE p.base_score + t.total END AS INTEGER) AS score,
-               CASE WHEN t.void < t.candidates THEN 1 ELSE 0 END AS scored,
+               CASE WHEN t.own_standing > 0 THEN 1 ELSE 0 END AS scored,
                t.counted, t.capped, t.expired,
                t.candidates - t.void - t.counted - t.capped - t.expired AS rectified, t.void
         FROM (
@@ -413,7 +422,9 @@ _STEPS: Final[tuple[tuple[str, str], ...]] = (
                    CAST(SUM(CASE WHEN status_code = 7 THEN 1 ELSE 0 END) AS BIGINT) AS counted,
                    CAST(SUM(CASE WHEN status_code = 6 THEN 1 ELSE 0 END) AS BIGINT) AS capped,
                    CAST(SUM(CASE WHEN status_code = 4 THEN 1 ELSE 0 END) AS BIGINT) AS expired,
-                   CAST(SUM(CASE WHEN status_code <= 3 THEN 1 ELSE 0 END) AS BIGINT) AS void
+                   CAST(SUM(CASE WHEN status_code <= 3 THEN 1 ELSE 0 END) AS BIGINT) AS void,
+                   CAST(SUM(CASE WHEN status_code > 3 AND own = 1 THEN 1 ELSE 0 END) AS BIGINT)
+                     AS own_standing
             FROM statuses
             GROUP BY subject_key
         ) AS t
@@ -529,8 +540,9 @@ def records_adapter(dialect: Dialect, source: str, where: str | None = None) -> 
     """``SELECT`` of ``ledger_records`` from a table with the ledger's own columns.
 
     ``source`` is a table name or any FROM item with columns ``seq, kind,
-    subject_id, rule, rule_version, occurred_on (DATE), recorded_at (UTC
-    TIMESTAMP), target_seq`` -- the ``records`` table or its Parquet export.
+    subject_id, rule, rule_version, jurisdiction, occurred_on (DATE),
+    recorded_at (UTC TIMESTAMP), target_seq`` -- the ``records`` table or its
+    Parquet export.
     """
     p = PRIMITIVES[dialect]
     # Column expressions from PRIMITIVES; ``source`` and ``where`` come from
@@ -538,7 +550,7 @@ def records_adapter(dialect: Dialect, source: str, where: str | None = None) -> 
     sql = (
         "SELECT CAST(seq AS BIGINT) AS seq, kind, CAST(subject_id AS BIGINT) AS subject_id, "  # noqa: S608
         "rule, "
-        "CAST(rule_version AS INTEGER) AS rule_version, "
+        "CAST(rule_version AS INTEGER) AS rule_version, jurisdiction, "
         f"{p.epoch_day.format('occurred_on')} AS occurred_day, "
         f"{p.year.format('occurred_on')} AS occurred_year, "
         f"{p.epoch_us.format('recorded_at')} AS recorded_us, "
