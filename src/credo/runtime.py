@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
@@ -19,6 +20,9 @@ from credo.settings import Settings, load_settings
 from credo.store import migrate
 from credo.store.db import Database
 from credo.store.tables import agencies, catalog_loads
+
+if TYPE_CHECKING:
+    from credo.scoring.rank import RankCache
 
 
 class CatalogLoadError(RuntimeError):
@@ -59,6 +63,13 @@ class Runtime:
     @cached_property
     def log(self) -> LedgerLog:
         return LedgerLog(self.settings.signing_key_path, str(self.settings.log_origin))
+
+    @cached_property
+    def ranks(self) -> RankCache:
+        """Every scored subject's score per scheme and day: exact ranks at once (API, web, CLI)."""
+        from credo.scoring.rank import RankCache
+
+        return RankCache()
 
 
 def sync_catalogs(conn: Connection, registry: Registry) -> int:

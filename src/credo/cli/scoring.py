@@ -109,7 +109,8 @@ def score(
             fail(f"SUBJECT: no subject {sid} in the registry", 1)
         schemes = [scheme] if scheme else default_schemes(conn, runtime.catalogs, number)
         reports = [
-            score_subject(conn, runtime.catalogs, number, s, as_of=t, known_at=k) for s in schemes
+            score_subject(conn, runtime.catalogs, number, s, as_of=t, known_at=k, ranks=runtime.ranks)
+            for s in schemes
         ]
     if as_json:
         print_json({"subject": str(sid), "scores": [r.as_dict() for r in reports]})

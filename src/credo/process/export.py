@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fpdf import FPDF
 from sqlalchemy import Connection, select
@@ -23,6 +23,9 @@ from credo.process.notices import render
 from credo.process.rectification import requests_of
 from credo.scoring.online import default_schemes, score_subject
 from credo.store.tables import checks, notices, records, subjects
+
+if TYPE_CHECKING:
+    from credo.scoring.rank import RankCache
 
 # Fonts that can write Chinese, in order of preference; without one the PDF
 # is written in English only (the JSON always has both languages).
@@ -44,7 +47,12 @@ def _iso(value: Any) -> Any:
 
 
 def subject_file(
-    conn: Connection, catalogs: Registry, subject_id: int, now: datetime | None = None
+    conn: Connection,
+    catalogs: Registry,
+    subject_id: int,
+    now: datetime | None = None,
+    *,
+    ranks: RankCache | None = None,
 ) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     who = conn.execute(select(subjects).where(subjects.c.id == subject_id)).one()
@@ -58,7 +66,7 @@ def subject_file(
         )
     ]
     scores = [
-        score_subject(conn, catalogs, subject_id, scheme, known_at=now).as_dict()
+        score_subject(conn, catalogs, subject_id, scheme, known_at=now, ranks=ranks).as_dict()
         for scheme in default_schemes(conn, catalogs, subject_id)
     ]
     notice_rows = [

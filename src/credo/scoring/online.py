@@ -6,8 +6,10 @@ the explanation comes from the very statements that compute the score.
 
 * the subject's records and statuses: the definition over the subject's
   rows only (every rule is per subject, so this is exact);
-* the rank: the definition over the whole scheme in one statement (exact,
-  at the same ``as_of`` and ``known_at``; see docs/scoring.md for the cost);
+* the rank: from a :class:`~credo.scoring.rank.RankCache` when one is given
+  (every scored subject's score, kept up to date subject by subject), else
+  the definition over the whole scheme in one statement; both exact at the
+  same ``as_of`` and ``known_at`` (docs/scoring.md, "The online rank");
 * the restoration forecast: the definition evaluated at every later date on
   which one of the subject's records stops (or starts) counting, with the
   same knowledge time -- "if nothing new happens".
@@ -25,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Connection, select
 
@@ -50,6 +52,9 @@ from credo.scoring.relations import (
     policy_values,
 )
 from credo.store.tables import records
+
+if TYPE_CHECKING:
+    from credo.scoring.rank import RankCache
 
 #: How many later dates a forecast evaluates at most (each is one row per
 #: record of the subject in one statement).
@@ -210,11 +215,31 @@ class ScoreReport:
 # ---------------------------------------------------------------------------
 
 
+def subject_filter(subject_id: int | None = None, subjects: Sequence[int] | None = None) -> str | None:
+    """``subject_id = N`` or ``subject_id IN (...)`` over the ledger's rows; None: every subject.
+
+    Every rule is per subject, and a retraction, restoration or appeal always
+    carries the subject of the record it names, so the definition over one
+    subject's rows gives that subject's exact statuses and score.
+    """
+    if subject_id is not None:
+        return f"subject_id = {int(subject_id)}"
+    if subjects is not None:
+        listed = ", ".join(str(int(s)) for s in sorted(set(subjects)))
+        return f"subject_id IN ({listed})" if listed else "1 = 0"
+    return None
+
+
 def live_inputs(
-    dialect: Dialect, catalogs: Registry, evals: Sequence[Evaluation], subject_id: int | None
+    dialect: Dialect,
+    catalogs: Registry,
+    evals: Sequence[Evaluation],
+    subject_id: int | None,
+    subjects: Sequence[int] | None = None,
 ) -> dict[str, str]:
-    """The definition's input relations over the registry's own tables."""
-    where = None if subject_id is None else f"subject_id = {int(subject_id)}"
+    """The definition's input relations over the registry's own tables
+    (``subject_id`` or ``subjects``: only their rows)."""
+    where = subject_filter(subject_id, subjects)
     out = {
         "ledger_records": records_adapter(dialect, "records", where),
         "ledger_appeals": appeals_adapter(dialect, "appeals", where),
@@ -231,11 +256,17 @@ def run_live(
     evals: Sequence[Evaluation],
     *,
     subject_id: int | None = None,
+    subjects: Sequence[int] | None = None,
     where: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows of one output of the definition, computed by the live database."""
+    """Rows of one output of the definition, computed by the live database.
+
+    ``subject_id`` or ``subjects`` restrict the inputs to those subjects'
+    rows; ``where`` filters the output (the rank needs every subject's row).
+    """
     dialect = dialect_of(conn)
-    sql = render(output, dialect, inputs=live_inputs(dialect, catalogs, evals, subject_id), where=where)
+    inputs = live_inputs(dialect, catalogs, evals, subject_id, subjects)
+    sql = render(output, dialect, inputs=inputs, where=where)
     result = conn.exec_driver_sql(sql)
     return [dict(row._mapping) for row in result]
 
@@ -303,12 +334,15 @@ def score_subject(
     known_at: datetime | None = None,
     with_rank: bool = True,
     with_forecast: bool = True,
+    ranks: RankCache | None = None,
 ) -> ScoreReport:
     """The subject's score in ``scheme`` on ``as_of`` as known at ``known_at``.
 
     ``known_at`` defaults to now; ``as_of`` to the date at ``known_at`` in the
     scheme's timezone. The report lists every candidate record with its
-    status and the policy values used.
+    status and the policy values used. With ``ranks`` (the runtime's
+    :class:`~credo.scoring.rank.RankCache`) the rank comes from the cache
+    when it can answer exactly, else from the whole scheme in one statement.
     """
     catalogs.policy(scheme)  # KeyError for an unknown scheme, before any SQL
     k = _now(known_at)
@@ -326,8 +360,9 @@ def score_subject(
         grade = grade_for(policy, score)
     rank: float | None = None
     if with_rank and scored:
-        found = run_live(conn, catalogs, "ranked", [here], where=f"subject_id = {int(subject_id)}")
-        rank = None if not found or found[0]["rank"] is None else float(found[0]["rank"])
+        rank = None if ranks is None else ranks.rank(conn, catalogs, here, subject_id, score)
+        if rank is None:
+            rank = rank_in_scheme(conn, catalogs, here, subject_id)
     forecast: tuple[Change, ...] = ()
     if with_forecast:
         forecast = _forecast(conn, catalogs, subject_id, here, statuses, score, grade)
@@ -346,6 +381,12 @@ def score_subject(
         catalog_digest=catalogs.digest,
         counts=counts,
     )
+
+
+def rank_in_scheme(conn: Connection, catalogs: Registry, here: Evaluation, subject_id: int) -> float | None:
+    """The rank by the definition over the whole scheme, in one statement (the exact slow path)."""
+    found = run_live(conn, catalogs, "ranked", [here], where=f"subject_id = {int(subject_id)}")
+    return None if not found or found[0]["rank"] is None else float(found[0]["rank"])
 
 
 # ---------------------------------------------------------------------------

@@ -58,7 +58,7 @@ class RectificationIn(BaseModel):
 def my_file(runtime: RuntimeDep, principal: SubjectDep) -> dict[str, Any]:
     """Everything credo holds about me (JSON); see /me/export for the PDF."""
     with runtime.db.read() as conn:
-        return subject_file(conn, runtime.catalogs, _me(principal))
+        return subject_file(conn, runtime.catalogs, _me(principal), ranks=runtime.ranks)
 
 
 @router.get("/export", responses={200: {"content": {"application/pdf": {}}}})
@@ -67,7 +67,7 @@ def my_export(
 ) -> Response:
     """My whole file as JSON or as a PDF a person can read."""
     with runtime.db.read() as conn:
-        data = subject_file(conn, runtime.catalogs, _me(principal))
+        data = subject_file(conn, runtime.catalogs, _me(principal), ranks=runtime.ranks)
     if format == "pdf":
         return Response(
             subject_file_pdf(data),
@@ -94,7 +94,10 @@ def my_score(
         if scheme is not None and runtime.catalogs.jurisdiction(scheme) is None:
             raise Problem(422, "Invalid request", f"scheme: unknown scheme {scheme!r}")
         schemes = [scheme] if scheme else default_schemes(conn, runtime.catalogs, _me(principal))
-        return [score_subject(conn, runtime.catalogs, _me(principal), s).as_dict() for s in schemes]
+        return [
+            score_subject(conn, runtime.catalogs, _me(principal), s, ranks=runtime.ranks).as_dict()
+            for s in schemes
+        ]
 
 
 @router.get("/notices")

@@ -74,6 +74,8 @@ def subject_score(
             raise Problem(404, "Not Found", f"no subject {ref} visible to you")
         schemes = [scheme] if scheme else default_schemes(conn, runtime.catalogs, number)
         return [
-            score_subject(conn, runtime.catalogs, number, s, as_of=as_of, known_at=k).as_dict()
+            score_subject(
+                conn, runtime.catalogs, number, s, as_of=as_of, known_at=k, ranks=runtime.ranks
+            ).as_dict()
             for s in schemes
         ]

@@ -43,7 +43,14 @@ def _scores(page: Page, with_forecast: bool = True) -> list[ScoreReport]:
     sid = page.require_subject()
     with page.runtime.db.read() as conn:
         return [
-            score_subject(conn, page.runtime.catalogs, sid, scheme, with_forecast=with_forecast)
+            score_subject(
+                conn,
+                page.runtime.catalogs,
+                sid,
+                scheme,
+                with_forecast=with_forecast,
+                ranks=page.runtime.ranks,
+            )
             for scheme in default_schemes(conn, page.runtime.catalogs, sid)
         ]
 
@@ -86,7 +93,7 @@ def score(page: SubjectPage) -> Response:
 def my_file(page: SubjectPage) -> Response:
     sid = page.require_subject()
     with page.runtime.db.read() as conn:
-        data = subject_file(conn, page.runtime.catalogs, sid)
+        data = subject_file(conn, page.runtime.catalogs, sid, ranks=page.runtime.ranks)
     status: dict[int, list[dict[str, Any]]] = {}
     for s in data["scores"]:
         for r in s["records"]:
@@ -301,7 +308,7 @@ def export(fmt: str, page: SubjectPage) -> Response:
         raise WebError(404, "Download as JSON or PDF.")
     sid = page.require_subject()
     with page.runtime.db.read() as conn:
-        data = subject_file(conn, page.runtime.catalogs, sid)
+        data = subject_file(conn, page.runtime.catalogs, sid, ranks=page.runtime.ranks)
     if fmt == "pdf":
         body, media = subject_file_pdf(data), "application/pdf"
     else:
