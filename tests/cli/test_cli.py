@@ -293,3 +293,16 @@ def test_appeal_commands_and_the_clock(cli: Any, tmp_path: Path) -> None:
     assert json.loads(cli("lists", "refresh", "--json").stdout) == {"listed": 0, "delisted": 0, "warned": 0}
     ticked = json.loads(cli("tick", "--json").stdout)
     assert ticked["overdue"] == 0
+
+
+def test_commands_hide_their_start_up_objects_from_the_collector(database_url: str, tmp_path: Path) -> None:
+    # Full collections walking the catalogs cost a quarter of an ingest's CPU (bench/RESULTS.md).
+    import subprocess
+    import sys
+
+    probe = (
+        "import gc; from credo.cli.common import open_runtime; open_runtime(); print(gc.get_freeze_count())"
+    )
+    env = {**os.environ, "CREDO_DATABASE_URL": database_url, "CREDO_SIGNING_KEY_PATH": str(tmp_path / "k")}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert int(out.stdout) > 10_000  # the modules, the catalogs, the engine

@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-from credo.runtime import CatalogLoadError, Runtime
+from credo.runtime import CatalogLoadError, Runtime, freeze_startup_objects
 from credo.settings import SettingsError
 
 console = Console()
@@ -37,6 +37,7 @@ def open_runtime() -> Runtime:
     except (CatalogLoadError, SettingsError) as exc:
         fail(str(exc))
     _opened.append(runtime)
+    freeze_startup_objects()
     return runtime
 
 
