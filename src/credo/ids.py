@@ -78,7 +78,7 @@ def _birth_date(yyyymmdd: str) -> date | None:
 def _region_in_use(region: str, year: str) -> bool:
     try:
         ric.get_birth_place(region + year + "01010000")
-    except ValidationError:
+    except (ValidationError, KeyError):  # KeyError: a code stdnum knows only as a prefix (370253)
         return False
     return True
 

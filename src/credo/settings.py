@@ -49,6 +49,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", int, 8000, "Port `credo serve` listens on."),
     Setting("workers", int, 1, "Number of API worker processes for `credo serve`."),
     Setting(
+        "index_dir",
+        str,
+        "",
+        "Folder of the check index snapshot, memory-mapped and shared by the server's workers; "
+        "empty: each worker keeps its own in memory (`credo serve --workers N`, N > 1, then makes "
+        "a temporary folder for its workers).",
+    ),
+    Setting(
         "signing_key_path",
         Path,
         Path("keys/credo-log.key"),

@@ -165,6 +165,16 @@ def test_asking_outside_the_registered_measures_is_403_for_the_whole_call(
     assert "items[1].measure" in res.json()["detail"]
 
 
+def test_an_identifier_with_a_region_stdnum_knows_only_as_a_prefix_is_refused(
+    runtime: Runtime, airline: str
+) -> None:
+    """370253 is in stdnum's table only as a prefix: a 422 naming the region, not a 500."""
+    res = client(runtime, airline).post(
+        "/api/v1/checks", json=[{"subject": "370253199001010015", "measure": "air-travel"}]
+    )
+    assert res.status_code == 422 and "region code 370253" in res.json()["detail"]
+
+
 def test_bad_manifests_are_refused_with_the_item(runtime: Runtime, airline: str) -> None:
     c = client(runtime, airline)
     bad = c.post("/api/v1/checks", json=[{"subject": "123", "measure": "air-travel"}])

@@ -15,7 +15,8 @@ from credo.api import openapi, problems
 from credo.api.deps import plain_parameters
 from credo.api.guard import AccessWriter, GuardMiddleware, Limits, configure_logging
 from credo.api.routers import audit, health, lists, me, records, review, scores
-from credo.lists.keeper import IndexKeeper
+from credo.lists.checklog import CheckLog
+from credo.lists.keeper import IndexKeeper, index_directory
 from credo.process.outbox import OutboxConfig
 from credo.process.scheduler import Scheduler
 from credo.runtime import Runtime
@@ -51,7 +52,13 @@ class MetricsMiddleware:
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    keeper = IndexKeeper(runtime.db, runtime.catalogs, str(runtime.settings.timezone))
+    keeper = IndexKeeper(
+        runtime.db,
+        runtime.catalogs,
+        str(runtime.settings.timezone),
+        directory=index_directory(runtime.settings),
+    )
+    check_log = CheckLog(runtime.db)
     interval = int(runtime.settings.scheduler_interval)
     scheduler = Scheduler(
         runtime.db,
@@ -67,12 +74,14 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         writer.start()
         keeper.start()
+        check_log.start()
         if interval > 0:
             scheduler.start(interval)
         try:
             yield
         finally:
             scheduler.stop()
+            check_log.stop()
             keeper.stop()
             writer.stop()
 
@@ -84,6 +93,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.index_keeper = keeper
+    app.state.check_log = check_log
     app.state.access_writer = writer
     routers = (
         health.router,

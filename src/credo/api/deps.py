@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,7 +14,9 @@ from credo.api.problems import Problem
 from credo.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in
+# the thread pool, a hop (and a wait for the GIL) per dependency per request.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -48,13 +50,13 @@ def one_of(values: Iterable[str]) -> str:
 
 
 #: Every dependency ``require`` made: the OpenAPI document marks their operations 403.
-ROLE_CHECKS: set[Callable[..., Principal]] = set()
+ROLE_CHECKS: set[Callable[..., Awaitable[Principal]]] = set()
 
 
-def require(*roles: Role) -> Callable[[Principal], Principal]:
+def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency that lets only ``roles`` through (403 otherwise)."""
 
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in roles:
             raise Problem(403, "Forbidden", f"role {principal.role.value} may not do this")
         return principal
@@ -73,7 +75,7 @@ def _query_names(dependant: Dependant) -> set[str]:
 _QUERY_NAMES: dict[int, frozenset[str]] = {}
 
 
-def plain_parameters(request: Request) -> None:
+async def plain_parameters(request: Request) -> None:
     """422 for a query parameter the operation does not declare (a typo must not be ignored
     silently), and for a NUL character in any query or path parameter."""
     for where, values in (("path", request.path_params), ("query", request.query_params)):

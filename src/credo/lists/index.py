@@ -1,63 +1,460 @@
-"""The check index: one compressed bitmap of subject numbers per measure.
+"""The check index: who is listed for which measure today, as flat arrays.
 
-A relying party's question "may subject s use measure m today?" is a
-bitmap membership test, not a query: about 100 ns in-process. The index is
-built from the listings enforceable today and rebuilt when a listing
-changes (``list_changes``) or the date turns over.
+A relying party's question "may subject s use measure m today?" is answered
+from memory, never by a query. The index is a *snapshot* (every subject on
+an enforceable listing and the measures it carries) plus a small *overlay*
+of the subjects whose listings changed since the snapshot was built.
 
->>> idx = CheckIndex.from_enforceable({"air-travel": "deny"}, {"air-travel": [7]}, {"person:X": 7})
->>> idx.decide("air-travel", "person:X"), idx.decide("air-travel", "person:Y")
+The snapshot is a handful of numpy arrays, so that several server workers
+can map one file into memory and share its pages (``lists/snapshots.py``):
+
+- ``table``: a cuckoo hash table of 64-bit keys, buckets of 4 slots, each key
+  in one of two buckets, 90 % full (8.9 bytes per listed subject). A
+  person's key is exact: the 17 digits of the resident identity number (the
+  check character follows from them). Organisations and foreign subjects
+  get a keyed 63-bit hash with the top bit set, and a hit on one is
+  confirmed against the stored identifier (``others_pos``/``others_ids``),
+  so a hash collision can never deny anyone. Keys are multiplied by an odd
+  constant (a bijection: still exact) before their buckets are taken.
+- ``bits``: one bitset per measure over the table's slots
+  (20 million listed subjects: 2.6 MiB per measure).
+
+A manifest is decided in a few numpy calls whatever its length: its texts
+become keys in one matrix product, both buckets of every key are read in
+one ``take`` and compared at once, and only the hits look at measure bits.
+
+Decisions are as they always were: ``denied`` (or ``granted`` for a reward
+measure) when an enforceable listing of the subject carries the measure,
+else ``allowed``.
+
+>>> idx = CheckIndex.from_members({"air-travel": "deny"}, {"air-travel": ["person:11010519491231002X"]})
+>>> idx.decide("air-travel", "person:11010519491231002X"), idx.decide("air-travel", "person:Y")
 ('denied', 'allowed')
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import hashlib
+import operator
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from pyroaring import BitMap
+import numpy as np
+import numpy.typing as npt
 
 DECISIONS = ("allowed", "denied", "granted")
 
+U64 = npt.NDArray[np.uint64]
+PERSON = "person:"
+_PERSON_LEN = len(PERSON) + 18
+_PREFIX = np.frombuffer(PERSON.encode(), np.uint8)
+_POW10 = 10 ** np.arange(16, -1, -1, dtype=np.int64)
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_W17 = np.array(_WEIGHTS, np.int64)
+_ZERO_SUM = 48 * sum(_WEIGHTS)  # what the ASCII codes of the digits add to the weighted sum
+# Fibonacci hashing: an odd multiplier is a bijection on 64-bit numbers, and
+# the product's top bits spread structured keys (regions, birth dates) evenly.
+MULTIPLIER = 0x9E3779B97F4A7C15
+_MULT = np.uint64(MULTIPLIER)
+_MASK64 = (1 << 64) - 1
+_HASHED = 1 << 63
 
-@dataclass
-class CheckIndex:
-    effects: Mapping[str, str]  # measure -> deny | grant
-    bitmaps: dict[str, BitMap] = field(default_factory=dict)
-    # Only subjects that are on some bitmap need a number here: anyone else
-    # is simply not listed, whatever their identifier.
-    numbers: dict[str, int] = field(default_factory=dict)
+
+def _check_value(digits: str) -> int:
+    """GB 11643's MOD 11-2 check of 17 ASCII digits (10 stands for X)."""
+    total: int = sum(map(operator.mul, digits.encode(), _WEIGHTS))
+    return (12 - (total - _ZERO_SUM) % 11) % 11
+
+
+def _person_key(identifier: str) -> int | None:
+    """The 17 digits of a resident identity number whose check character is right, else None.
+
+    (The check character follows from the digits, so they alone name the person.)
+    """
+    body = identifier[:17]
+    if len(identifier) != 18 or not body.isdigit() or not body.isascii():
+        return None
+    if "0123456789X"[_check_value(body)] != identifier[17]:
+        return None
+    return int(body) or None  # 0 marks an empty slot: such a text takes the hashed path
+
+
+def _hashed_key(subject: str, secret: bytes) -> int:
+    digest = hashlib.blake2b(subject.encode(), digest_size=8, key=secret).digest()
+    return _HASHED | (int.from_bytes(digest, "little") & (_HASHED - 1))
+
+
+def subject_key(subject: str, secret: bytes, *, canonical: bool = False) -> int:
+    """The index key of a subject text (``kind:identifier``); ``canonical``: as
+    ``parse_subject_ref`` gave it (a person's check character is then right)."""
+    if subject.startswith(PERSON):
+        if canonical and len(subject) == _PERSON_LEN:
+            return int(subject[7:24])
+        key = _person_key(subject[len(PERSON) :])
+        if key is not None:
+            return key
+    return _hashed_key(subject, secret)
+
+
+# Per column of a person's text: the lowest byte allowed and how far above it
+# ("person:" exactly, then 17 digits); the check character goes through _CHECK.
+_LOW = np.frombuffer(PERSON.encode() + b"0" * 17, np.uint8)
+_SPAN = np.array([0] * 7 + [9] * 17, np.uint8)
+# chars @ _POW10 on ASCII digits adds 48 * 111...1 to the number they spell.
+_DIGIT_ZERO = np.uint64(48 * int(_POW10.sum()))
+_CHECK = np.full(256, -1, np.int64)
+_CHECK[np.frombuffer(b"0123456789X", np.uint8)] = np.arange(11)
+
+
+def _person_keys(subjects: Sequence[str], canonical: bool) -> U64 | None:
+    """Keys of a manifest of persons in a few vectorised steps; None when any is not one.
+
+    The texts are joined with NUL after each, and each row of 26 bytes must be one
+    subject. Checked (``canonical`` False): a row with the prefix, 17 digits and their
+    check character contains no NUL, so when every row is one, each NUL is the 26th
+    byte of a row. ``canonical`` (texts as ``parse_subject_ref`` gives them): only a
+    person's text starts with "p" and it has 25 characters, so when every row starts
+    with "p", row by row each is a person's text.
+    """
+    n = len(subjects)
+    try:
+        raw = ("\0".join(subjects) + "\0").encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    if len(raw) != (_PERSON_LEN + 1) * n:
+        return None
+    chars = np.frombuffer(raw, np.uint8).reshape(n, _PERSON_LEN + 1)
+    if canonical:
+        if not (chars[:, 0] == _PREFIX[0]).all():
+            return None
+        return (chars[:, 7:24] @ _POW10).view(np.uint64) - _DIGIT_ZERO
+    values = chars[:, :24] - _LOW  # wraps below the lowest byte, so one bound checks both sides
+    if (values > _SPAN).any():
+        return None
+    digits = values[:, 7:]
+    if (_CHECK.take(chars[:, 24]) != (12 - (digits @ _W17) % 11) % 11).any():
+        return None
+    keys = digits @ _POW10
+    return None if keys.min() == 0 else keys.view(np.uint64)
+
+
+def subject_keys(subjects: Sequence[str], secret: bytes, *, canonical: bool = False) -> U64:
+    """Keys of many subjects: vectorised when all are persons, else one by one."""
+    if not subjects:
+        return np.empty(0, np.uint64)
+    keys = _person_keys(subjects, canonical)
+    if keys is not None:
+        return keys
+    keys = np.empty(len(subjects), np.uint64)
+    persons = [i for i, s in enumerate(subjects) if s.startswith(PERSON)]
+    found = _person_keys([subjects[i] for i in persons], canonical) if len(persons) > 8 else None
+    if found is not None:  # mostly persons: them at once, the others one by one
+        keys[persons] = found
+        rest = set(range(len(subjects))).difference(persons)
+    else:
+        rest = set(range(len(subjects)))
+    for i in rest:
+        keys[i] = subject_key(subjects[i], secret, canonical=canonical)
+    return keys
+
+
+def hashed(keys: U64) -> U64:
+    return keys * _MULT
+
+
+SLOTS = 4  # keys per bucket: a look-up reads two buckets of 32 bytes
+LOAD = 0.9  # filled slots / slots: 8.9 bytes per listed subject
+
+
+def buckets(h: U64, count: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """A hashed key's two candidate buckets: from its high and from its low 32 bits."""
+    pairs = candidates(h, count).reshape(-1, 2)
+    return pairs[:, 1], pairs[:, 0]
+
+
+def candidates(h: U64, count: int) -> npt.NDArray[np.int64]:
+    """Both buckets of each hashed key, interleaved (low-bits bucket, high-bits bucket):
+    each 32-bit half times ``count``, divided by 2**32 (a multiply-shift range reduction)."""
+    return (h.view(np.uint32).astype(np.int64) * count) >> 32
+
+
+def _cuckoo(h: U64, count: int, rng: np.random.Generator, rounds: int = 1000) -> npt.NDArray[np.int64] | None:
+    """Slots (bucket * SLOTS + j) for distinct non-zero hashed keys ``h`` in ``count`` buckets
+    of two choices each, or None if ``rounds`` do not place them all.
+
+    Vectorised cuckoo hashing: each round places every waiting key in a free slot of
+    its target bucket; in each bucket still full, the first key waiting evicts a
+    random resident, which then waits for its other bucket (as do the keys behind).
+    """
+    n = len(h)
+    b1, b2 = buckets(h, count)
+    choices = np.stack([b1, b2])
+    occupant = np.full(count * SLOTS, -1, np.int64)
+    fill = np.zeros(count, np.int64)
+    waiting = np.arange(n)
+    target = choices[0].copy()
+    for _ in range(rounds):
+        t = target[waiting]
+        order = np.argsort(t, kind="stable")
+        t, rows = t[order], waiting[order]
+        rank = np.arange(len(t)) - np.searchsorted(t, t)
+        j = fill[t] + rank
+        ok = j < SLOTS
+        occupant[t[ok] * SLOTS + j[ok]] = rows[ok]
+        np.add.at(fill, t[ok], 1)
+        rows, t, rank = rows[~ok], t[~ok], rank[~ok]
+        if not len(rows):
+            slot = np.empty(n, np.int64)
+            taken = np.flatnonzero(occupant >= 0)
+            slot[occupant[taken]] = taken
+            return slot
+        lead = rank == 0
+        evicted = t[lead] * SLOTS + rng.integers(0, SLOTS, int(lead.sum()))
+        victims = occupant[evicted]
+        occupant[evicted] = rows[lead]
+        waiting = np.concatenate([victims, rows[~lead]])
+        now = np.concatenate([t[lead], t[~lead]])
+        target[waiting] = np.where(choices[0, waiting] == now, choices[1, waiting], choices[0, waiting])
+    return None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The listed subjects and their measures on one day, as arrays (possibly file-mapped)."""
+
+    measures: tuple[str, ...]
+    table: U64  # (buckets, SLOTS): hashed keys, 0 for an empty slot
+    size: int  # listed subjects
+    bits: npt.NDArray[np.uint8]  # (measures, slots / 8): bit s of row m: measure m applies at slot s
+    others_pos: npt.NDArray[np.int64]  # sorted slots of subjects that are not persons
+    others_ids: npt.NDArray[np.bytes_]  # their canonical texts, in the same order
+    secret: bytes
     built_on: date | None = None
-    version: int = 0
+    version: int = 0  # the last list change the snapshot includes
+    gaps: tuple[int, ...] = ()  # change ids below ``version`` not yet committed when it was built
+    path: str | None = None  # where it is mapped from; None: in this process's memory
 
     @classmethod
-    def from_enforceable(
+    def build(
+        cls,
+        members: Mapping[str, Iterable[str]],
+        *,
+        built_on: date | None = None,
+        version: int = 0,
+        gaps: Iterable[int] = (),
+    ) -> Snapshot:
+        """``members``: measure -> canonical subject texts for which it applies today."""
+        per_measure = {m: set(subjects) for m, subjects in members.items()}
+        listed = sorted(set().union(*per_measure.values())) if per_measure else []
+        while True:  # a new secret in the (2**-63-ish) case two listed identifiers share a hash
+            secret = secrets.token_bytes(16)
+            keys = subject_keys(listed, secret)
+            if len(np.unique(keys)) == len(keys):
+                break
+        index_of = {s: i for i, s in enumerate(listed)}
+        return cls.from_keys(
+            keys,
+            {m: np.fromiter(map(index_of.__getitem__, subs), np.int64) for m, subs in per_measure.items()},
+            {i: listed[i] for i in np.flatnonzero(keys >= np.uint64(_HASHED)).tolist()},
+            secret,
+            built_on=built_on,
+            version=version,
+            gaps=gaps,
+        )
+
+    @classmethod
+    def from_keys(
+        cls,
+        keys: U64,
+        member_rows: Mapping[str, npt.NDArray[np.int64]],
+        others: Mapping[int, str],
+        secret: bytes,
+        *,
+        built_on: date | None = None,
+        version: int = 0,
+        gaps: Iterable[int] = (),
+    ) -> Snapshot:
+        """From distinct non-zero keys (``subject_keys``), each measure's rows of ``keys``,
+        and the subject text of every row whose key is hashed (not a person's)."""
+        n = len(keys)
+        h = hashed(keys)
+        rng = np.random.default_rng(n)
+        count = max(1, int(np.ceil(n / (SLOTS * LOAD))))
+        while (slot := _cuckoo(h, count, rng)) is None:
+            count = int(count * 1.05) + 1
+        table = np.zeros(count * SLOTS, np.uint64)
+        table[slot] = h
+        measures = tuple(sorted(member_rows))
+        bits = np.zeros((len(measures), (count * SLOTS + 7) // 8), np.uint8)
+        for row, m in enumerate(measures):
+            mask = np.zeros(bits.shape[1] * 8, bool)
+            mask[slot[member_rows[m]]] = True
+            bits[row] = np.packbits(mask, bitorder="little")
+        rows = np.fromiter(others, np.int64, len(others))
+        by_slot = np.argsort(slot[rows])
+        ids = [others[r].encode() for r in rows[by_slot].tolist()]
+        return cls(
+            measures=measures,
+            table=table.reshape(count, SLOTS),
+            size=n,
+            bits=bits,
+            others_pos=slot[rows][by_slot],
+            others_ids=np.array(ids, dtype=f"S{max([1, *map(len, ids)])}"),
+            secret=secret,
+            built_on=built_on,
+            version=version,
+            gaps=tuple(sorted(gaps)),
+        )
+
+    # -- look-ups ---------------------------------------------------------------
+
+    def _confirmed(self, subject: str, slot: int) -> bool:
+        at = int(np.searchsorted(self.others_pos, slot))
+        return (
+            at < len(self.others_pos)
+            and int(self.others_pos[at]) == slot
+            and (self.others_ids[at] == subject.encode())
+        )
+
+    def positions(self, subjects: Sequence[str], keys: U64 | None = None) -> tuple[list[int], list[int]]:
+        """(rows, slots): which of ``subjects`` are in the snapshot, and in which slot."""
+        n = len(subjects)
+        if self.size == 0 or not n:
+            return [], []
+        if keys is None:
+            keys = subject_keys(subjects, self.secret)
+        h = hashed(keys)
+        both = candidates(h, len(self.table))
+        found = np.flatnonzero(self.table.take(both, axis=0) == np.repeat(h, 2)[:, None]).tolist()
+        rows, slots = [], []
+        for f in found:  # few: only listed subjects (and a key of 0, which matches empty slots)
+            row = f // (2 * SLOTS)
+            key = int(keys[row])
+            slot = int(both[f // SLOTS]) * SLOTS + f % SLOTS
+            if key == 0 or (key >= _HASHED and not self._confirmed(subjects[row], slot)):
+                continue
+            rows.append(row)
+            slots.append(slot)
+        return rows, slots
+
+    def position(self, subject: str, *, canonical: bool = False) -> int:
+        """The slot of one subject, or -1: the scalar path of a single check."""
+        if self.size == 0:
+            return -1
+        key = subject_key(subject, self.secret, canonical=canonical)
+        h = (key * MULTIPLIER) & _MASK64
+        if h == 0:
+            return -1
+        count = len(self.table)
+        for bucket in (((h & 0xFFFFFFFF) * count) >> 32, ((h >> 32) * count) >> 32):
+            row: list[int] = self.table[bucket].tolist()
+            if h in row:
+                slot = bucket * SLOTS + row.index(h)
+                if key >= _HASHED and not self._confirmed(subject, slot):
+                    return -1
+                return slot
+        return -1
+
+    def measures_of(self, subject: str, *, canonical: bool = False) -> frozenset[str]:
+        slot = self.position(subject, canonical=canonical)
+        if slot < 0:
+            return frozenset()
+        column = self.bits[:, slot >> 3].tolist()
+        return frozenset(m for m, byte in zip(self.measures, column, strict=True) if (byte >> (slot & 7)) & 1)
+
+    def nbytes(self) -> dict[str, int]:
+        return {
+            "table": int(self.table.nbytes),
+            "bits_per_measure": int(self.bits.shape[1]),
+            "others": int(self.others_pos.nbytes + self.others_ids.nbytes),
+        }
+
+
+def empty_snapshot(measures: Iterable[str] = ()) -> Snapshot:
+    return Snapshot.build({m: () for m in measures}, version=-1)
+
+
+@dataclass(frozen=True)
+class CheckIndex:
+    """A snapshot and the overlay of subjects changed since: what checks are answered from."""
+
+    effects: Mapping[str, str]  # measure -> deny | grant
+    snapshot: Snapshot = field(default_factory=empty_snapshot)
+    # Subject -> the measures that apply to it today, for every subject whose
+    # listings changed since the snapshot: this answer replaces the snapshot's.
+    overlay: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    overlay_keys: U64 = field(default_factory=lambda: np.empty(0, np.uint64))
+    version: int = 0  # the last list change applied (snapshot or overlay)
+    built_on: date | None = None
+
+    @classmethod
+    def from_members(
         cls,
         effects: Mapping[str, str],
-        members: Mapping[str, Iterable[int]],
-        numbers: Mapping[str, int],
+        members: Mapping[str, Iterable[str]],
         *,
         built_on: date | None = None,
         version: int = 0,
     ) -> CheckIndex:
-        return cls(
-            effects=dict(effects),
-            bitmaps={m: BitMap(ids) for m, ids in members.items()},
-            numbers=dict(numbers),
-            built_on=built_on,
-            version=version,
+        """An index of ``members`` (measure -> canonical subject texts listed for it)."""
+        snapshot = Snapshot.build(
+            {m: members.get(m, ()) for m in {*effects, *members}}, built_on=built_on, version=version
         )
+        return cls(effects=dict(effects), snapshot=snapshot, version=version, built_on=built_on)
 
-    def decide(self, measure: str, subject: str) -> str:
+    def with_overlay(self, changes: Mapping[str, frozenset[str]], version: int) -> CheckIndex:
+        """A new index with ``changes`` (subject -> measures that now apply) laid over this one's."""
+        overlay = {**self.overlay, **changes}
+        keys = np.unique(subject_keys(list(overlay), self.snapshot.secret))
+        return CheckIndex(self.effects, self.snapshot, overlay, keys, version, self.built_on)
+
+    def _decision(self, measure: str, applies: bool) -> str:
+        effect = self.effects.get(measure)
+        if not applies or effect is None:
+            return "allowed"
+        return "denied" if effect == "deny" else "granted"
+
+    def decide(self, measure: str, subject: str, *, canonical: bool = False) -> str:
         """``denied``/``granted`` when an enforceable listing applies, else ``allowed``."""
-        number = self.numbers.get(subject)
-        if number is None:
+        if measure not in self.effects:
             return "allowed"
-        bitmap = self.bitmaps.get(measure)
-        if bitmap is None or number not in bitmap:
-            return "allowed"
-        return "denied" if self.effects[measure] == "deny" else "granted"
+        changed = self.overlay.get(subject)
+        if changed is not None:
+            return self._decision(measure, measure in changed)
+        return self._decision(measure, measure in self.snapshot.measures_of(subject, canonical=canonical))
+
+    def decide_many(
+        self, subjects: Sequence[str], measures: Sequence[str], *, canonical: bool = False
+    ) -> list[str]:
+        """The decision for each (subject, measure) pair, the whole manifest at once.
+
+        ``canonical``: every subject is a text ``parse_subject_ref`` gave (saves checks).
+        """
+        n = len(subjects)
+        if n <= 2:
+            return [self.decide(m, s, canonical=canonical) for s, m in zip(subjects, measures, strict=True)]
+        out = ["allowed"] * n
+        snap = self.snapshot
+        keys = subject_keys(subjects, snap.secret, canonical=canonical)
+        rows, slots = snap.positions(subjects, keys)
+        if rows:
+            column = {m: i for i, m in enumerate(snap.measures)}
+            bits = snap.bits
+            for r, slot in zip(rows, slots, strict=True):
+                measure = measures[r]
+                i = column.get(measure)
+                if i is not None and (int(bits[i, slot >> 3]) >> (slot & 7)) & 1:
+                    out[r] = self._decision(measure, True)
+        if self.overlay:
+            at = np.searchsorted(self.overlay_keys, keys)
+            np.minimum(at, len(self.overlay_keys) - 1, out=at)
+            for r in np.flatnonzero(self.overlay_keys[at] == keys).tolist():
+                changed = self.overlay.get(subjects[r])
+                if changed is not None:
+                    out[r] = self._decision(measures[r], measures[r] in changed)
+        return out
 
     def size_in_bytes(self) -> int:
-        return sum(len(b.serialize()) for b in self.bitmaps.values())
+        return sum(self.snapshot.nbytes().values())

@@ -15,11 +15,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, insert, or_, select, update
 
 from credo.catalog.registry import Registry
 from credo.lists.derive import OpenListing, OpenWarning, Plan
 from credo.lists.index import CheckIndex
+from credo.store.db import one_of
 from credo.store.tables import (
     list_changes,
     list_warnings,
@@ -307,27 +308,69 @@ def last_change(conn: Connection) -> int:
     return int(conn.execute(select(func.coalesce(func.max(list_changes.c.id), 0))).scalar_one())
 
 
+def _measures_by_subject(
+    conn: Connection, catalogs: Registry, today: date, subject_ids: Iterable[int] | None = None
+) -> dict[int, set[str]]:
+    """Subject number -> the measures of its listings enforceable ``today``."""
+    out: dict[int, set[str]] = {}
+    for view in listing_views(conn, catalogs, subject_ids=subject_ids):
+        definition = catalogs.list(view.list_code)
+        if definition is None or not view.enforceable(today):
+            continue
+        out.setdefault(view.subject_id, set()).update(link.measure for link in definition.measures)
+    return out
+
+
+def _subject_texts(conn: Connection, numbers: Iterable[int]) -> dict[int, str]:
+    ids = sorted(set(numbers))
+    texts: dict[int, str] = {}
+    for i in range(0, len(ids), 10_000):
+        for row in conn.execute(
+            select(subjects.c.id, subjects.c.kind, subjects.c.identifier).where(
+                one_of(conn, subjects.c.id, ids[i : i + 10_000])
+            )
+        ):
+            texts[row.id] = f"{row.kind}:{row.identifier}"
+    return texts
+
+
+def enforceable_members(conn: Connection, catalogs: Registry, today: date) -> dict[str, set[str]]:
+    """Measure -> the subjects (``kind:identifier``) an enforceable listing places under it today."""
+    by_subject = _measures_by_subject(conn, catalogs, today)
+    texts = _subject_texts(conn, by_subject)
+    members: dict[str, set[str]] = {m.code: set() for m in catalogs.measures()}
+    for number, measures in by_subject.items():
+        for measure in measures:
+            members.setdefault(measure, set()).add(texts[number])
+    return members
+
+
+def subject_measures(
+    conn: Connection, catalogs: Registry, today: date, subject_ids: Iterable[int]
+) -> dict[str, frozenset[str]]:
+    """Subject (``kind:identifier``) -> the measures that apply to it today, for each given
+    subject number (an empty set for one no longer listed): the check index's overlay."""
+    ids = sorted(set(subject_ids))
+    by_subject = _measures_by_subject(conn, catalogs, today, ids)
+    return {text: frozenset(by_subject.get(number, ())) for number, text in _subject_texts(conn, ids).items()}
+
+
+def change_window(conn: Connection, after: int, also: Iterable[int] = ()) -> list[tuple[int, int]]:
+    """(change id, subject number) of list changes after ``after`` and of the ids in ``also``."""
+    wanted = list(also)
+    where = list_changes.c.id > after
+    if wanted:
+        where = or_(where, one_of(conn, list_changes.c.id, wanted))
+    q = select(list_changes.c.id, list_changes.c.subject_id).where(where).order_by(list_changes.c.id)
+    return [(int(r.id), int(r.subject_id)) for r in conn.execute(q)]
+
+
+def change_subject(conn: Connection, change_id: int) -> int | None:
+    return conn.execute(select(list_changes.c.subject_id).where(list_changes.c.id == change_id)).scalar()
+
+
 def build_index(conn: Connection, catalogs: Registry, today: date, version: int = 0) -> CheckIndex:
     """The check index for ``today``: every measure of every listing enforceable that day."""
     effects = {m.code: m.effect for m in catalogs.measures()}
-    members: dict[str, set[int]] = {m: set() for m in effects}
-    listed: set[int] = set()
-    for view in listing_views(conn, catalogs):
-        if not view.enforceable(today):
-            continue
-        definition = catalogs.list(view.list_code)
-        if definition is None:
-            continue
-        for link in definition.measures:
-            members[link.measure].add(view.subject_id)
-            listed.add(view.subject_id)
-    numbers: dict[str, int] = {}
-    ids = sorted(listed)
-    for i in range(0, len(ids), 900):
-        for row in conn.execute(
-            select(subjects.c.id, subjects.c.kind, subjects.c.identifier).where(
-                subjects.c.id.in_(ids[i : i + 900])
-            )
-        ):
-            numbers[f"{row.kind}:{row.identifier}"] = row.id
-    return CheckIndex.from_enforceable(effects, members, numbers, built_on=today, version=version)
+    members = enforceable_members(conn, catalogs, today)
+    return CheckIndex.from_members(effects, members, built_on=today, version=version)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from credo.access.services import Principal, Role
@@ -16,8 +17,10 @@ from credo.api.deps import NO_NUL, RuntimeDep, require
 from credo.api.openapi import problems
 from credo.api.problems import Problem
 from credo.ids import IdentifierError, parse_subject_ref
+from credo.lists.checklog import CheckLog
 from credo.lists.checks import MAX_ITEMS, CheckError, Party, answer
 from credo.lists.services import listing_views, party
+from credo.runtime import Runtime
 from credo.store.tables import checks, subjects
 
 router = APIRouter(prefix="/api/v1", tags=["lists"])
@@ -49,38 +52,63 @@ _CHECK_BODY = {
 }
 
 
+class PartyCache:
+    """Relying parties' registrations, each read from the database at most once a second
+    per worker (a registration changes about as often as the index, which is as fresh)."""
+
+    ttl = 1.0
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[float, Party | None]] = {}
+
+    def get(self, code: str) -> Party | bool | None:
+        """The party, None when it is not registered, False when not known in the last second."""
+        entry = self.entries.get(code)
+        if entry is None or time.monotonic() - entry[0] > self.ttl:
+            return False
+        return entry[1]
+
+    def load(self, runtime: Runtime, code: str) -> Party | None:
+        with runtime.db.read() as conn:
+            found = party(conn, code)
+        who = None if found is None else Party(found["code"], found["purpose"], frozenset(found["measures"]))
+        if len(self.entries) > 10_000:
+            self.entries.clear()
+        self.entries[code] = (time.monotonic(), who)
+        return who
+
+
 @router.post("/checks", response_model=list[CheckAnswer], openapi_extra=_CHECK_BODY)
 async def post_checks(request: Request, runtime: RuntimeDep, principal: PartyDep) -> Response:
-    """Up to 1,000 {subject, measure} questions (a manifest); per item the decision and a ref."""
+    """Up to 1,000 {subject, measure} questions (a manifest); per item the decision and a ref.
+
+    Every item is logged (the check log the subject reads) before the answer is sent.
+    """
     try:
         items = orjson.loads(await request.body())
     except orjson.JSONDecodeError as exc:
         raise Problem(400, "Malformed JSON", f"body: {exc}") from None
     if not isinstance(items, list):
         raise Problem(422, "Invalid request", "body: must be a JSON array of {subject, measure}")
-    keeper = request.app.state.index_keeper
-
+    state = request.app.state
+    parties: PartyCache | None = getattr(state, "party_cache", None)
+    if parties is None:
+        parties = state.party_cache = PartyCache()
+    code = principal.relying_party or ""
     # The database is reached from the thread pool, never from the event loop: a commit waits
     # for the disk, and SQLite's writer lock for other writers; neither may stall every request.
-    def look_up() -> dict[str, Any] | None:
-        with runtime.db.read() as conn:
-            return party(conn, principal.relying_party or "")
-
-    def log_checks(rows: list[dict[str, Any]]) -> None:
-        with runtime.db.begin() as conn:
-            conn.execute(insert(checks), rows)
-
-    registered = await run_in_threadpool(look_up)
-    if registered is None:
+    who = parties.get(code)
+    if who is False:
+        who = await run_in_threadpool(parties.load, runtime, code)
+    if not isinstance(who, Party):
         raise Problem(403, "Forbidden", "this token's relying party is not registered")
-    who = Party(registered["code"], registered["purpose"], frozenset(registered["measures"]))
-    request.state.purpose = registered["purpose"]
+    request.state.purpose = who.purpose
     try:
-        answers, rows = answer(keeper.current(), who, items, datetime.now(UTC))
+        answers, rows = answer(state.index_keeper.current(), who, items, datetime.now(UTC))
     except CheckError as exc:
         raise Problem(exc.status, "Check refused", str(exc)) from None
-    if rows:
-        await run_in_threadpool(log_checks, rows)
+    log: CheckLog | None = getattr(state, "check_log", None)
+    await (log or CheckLog(runtime.db)).write(rows)
     return Response(orjson.dumps(answers), media_type="application/json")
 
 
