@@ -48,3 +48,11 @@ def test_errors_are_problem_json(runtime: Runtime) -> None:
     assert unauth.headers["www-authenticate"] == "Bearer"
     bad = c.post("/api/v1/records", json=[], headers={"Authorization": "Bearer nope"})
     assert bad.json()["detail"] == "unknown or revoked token"
+
+
+def test_a_worker_hides_its_start_up_objects_from_the_collector(runtime: Runtime) -> None:
+    import gc
+
+    gc.unfreeze()  # whatever earlier tests froze
+    with TestClient(create_app(runtime)):  # runs the lifespan, as a server worker does
+        assert gc.get_freeze_count() > 10_000

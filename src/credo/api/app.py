@@ -19,7 +19,7 @@ from credo.lists.checklog import CheckLog
 from credo.lists.keeper import IndexKeeper, index_directory
 from credo.process.outbox import OutboxConfig
 from credo.process.scheduler import Scheduler
-from credo.runtime import Runtime
+from credo.runtime import Runtime, freeze_startup_objects
 from credo.web import install as install_web
 
 REQUESTS = Counter("credo_http_requests_total", "HTTP requests", ["method", "status"])
@@ -72,6 +72,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        freeze_startup_objects()  # the app, catalogs and index live as long as the worker
         writer.start()
         keeper.start()
         check_log.start()
