@@ -425,6 +425,7 @@ def main() -> None:
     parser.add_argument("--listed", type=int, default=20_000_000)
     parser.add_argument("--skip-server", action="store_true", help="only the in-process part")
     parser.add_argument("--skip-country", action="store_true", help="only the server part")
+    parser.add_argument("--databases", default="sqlite,postgresql", help="which, comma-separated")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     results: dict[str, Any] = {
@@ -442,7 +443,7 @@ def main() -> None:
         results["country"] = country_scale(args.listed)
         print(json.dumps(results["country"], indent=2), flush=True)
     if not args.skip_server:
-        for kind in ("sqlite", "postgresql"):
+        for kind in args.databases.split(","):
             with database(kind, Path(tempfile.mkdtemp(prefix="credo-checks-db-"))) as url:
                 results[kind] = bench_database(kind, url, args)
             print(json.dumps(results[kind], indent=2), flush=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -58,3 +60,39 @@ def test_remembered_answers_are_the_answers() -> None:
         parse_subject_ref("110105194912310021")
     with pytest.raises(IdentifierError, match="check character is 1, expected X"):
         parse_subject_ref("110105194912310021")
+
+
+@given(region=st.integers(100000, 829999), year=st.integers(1900, 2030))
+def test_a_regions_years_in_use_are_stdnums(region: int, year: int) -> None:
+    """Each region's years come from stdnum's table once; the answer is what get_birth_place says
+    (also for a code stdnum knows only as a prefix, where it raises KeyError)."""
+    from stdnum.cn import ric
+    from stdnum.exceptions import ValidationError
+
+    try:
+        ric.get_birth_place(f"{region}{year}01010000")
+        expected = True
+    except (ValidationError, KeyError):
+        expected = False
+    assert ids._region_in_use(str(region), str(year)) is expected
+
+
+def test_every_region_of_the_table_is_answered_as_stdnum_does() -> None:
+    from stdnum import numdb
+    from stdnum.cn import ric
+    from stdnum.exceptions import ValidationError
+
+    def walk(nodes: list[Any], prefix: str) -> Iterator[str]:
+        for _length, low, _high, _props, children in nodes:
+            if len(prefix + low) == 6:
+                yield prefix + low
+            yield from walk(children or [], prefix + low)
+
+    for region in walk(numdb.get("cn/loc").prefixes, ""):
+        for year in ("1950", "1983", "1997", "2024"):
+            try:
+                ric.get_birth_place(f"{region}{year}01010000")
+                expected = True
+            except (ValidationError, KeyError):
+                expected = False
+            assert ids._region_in_use(region, year) is expected, (region, year)

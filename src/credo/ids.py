@@ -26,6 +26,7 @@ from functools import lru_cache
 from typing import Literal, cast
 
 import pycountry
+from stdnum import numdb
 from stdnum.cn import ric, uscc
 from stdnum.exceptions import ValidationError
 
@@ -74,13 +75,32 @@ def _birth_date(yyyymmdd: str) -> date | None:
         return None
 
 
-@lru_cache(maxsize=1 << 16)
 def _region_in_use(region: str, year: str) -> bool:
-    try:
-        ric.get_birth_place(region + year + "01010000")
-    except (ValidationError, KeyError):  # KeyError: a code stdnum knows only as a prefix (370253)
-        return False
-    return True
+    """``stdnum.cn.ric.get_birth_place`` succeeds for this region and birth year."""
+    spans = _region_spans(region)
+    if spans is None:
+        return True
+    born = int(year)
+    return any(start <= born <= end for start, end in spans)
+
+
+# stdnum walks its region table on every call (~250 us); a country has ~190,000
+# (region, year) pairs, more than a cache of answers holds, but only ~7,000 regions:
+# remember each region's years instead (what get_birth_place reads from the table).
+@lru_cache(maxsize=1 << 14)
+def _region_spans(region: str) -> tuple[tuple[int, int], ...] | None:
+    """The years in which ``region`` was in use: None for always, () for never."""
+    results = numdb.get("cn/loc").info(region)
+    county = {k: v for _part, props in results for k, v in props.items()}.get("county")
+    if not county:  # unknown, or known only as a prefix (370253): stdnum finds no county
+        return ()
+    spans = []
+    for name in county.split(","):
+        if not name.startswith("["):
+            return None
+        start, end = name[1:].split("]")[0].split("-")
+        spans.append((int(start) if start else 0, int(end) if end else 9999))
+    return tuple(spans)
 
 
 def validate_ric(raw: str) -> str:
