@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -54,7 +55,7 @@ def test_an_adverse_record_comes_with_its_notice_and_appeal_deadline(runtime: Ru
     with runtime.db.read() as conn:
         (n,) = conn.execute(select(notices).where(notices.c.record_seq == seq)).all()
     assert n.kind == "record"
-    assert '"appeal_by": "2026-03-16"' in n.body  # Yiwu: 15 days from the notice
+    assert json.loads(n.body)["appeal_by"] == "2026-03-16"  # Yiwu: 15 days from the notice
 
 
 def test_yiwu_appeal_on_day_14_is_accepted_and_on_day_16_refused(runtime: Runtime) -> None:
