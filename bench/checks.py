@@ -199,6 +199,11 @@ def country_scale(listed: int) -> dict[str, Any]:
         out["decide_many_1000"] = per_subject(
             lambda m: index.decide_many(m, thousand, canonical=True), big, 1000
         )
+        # with an overlay of 50,000 changed subjects (the keeper rebuilds past 100,000)
+        changed = index.with_overlay({s: frozenset() for s in texts(person_keys(rng, 50_000))}, 1)
+        out["decide_many_300_overlay_50k"] = per_subject(
+            lambda m: changed.decide_many(m, measures, canonical=True), manifests, 300
+        )
         singles = subjects[:20000]
         out["decide_one"] = per_subject(lambda s: index.decide("air-travel", s), singles, 1)
         party = Party("CA", "bench", frozenset({"air-travel"}))
