@@ -449,7 +449,10 @@ def main() -> None:
         print(json.dumps(results["country"], indent=2), flush=True)
     if not args.skip_server:
         for kind in args.databases.split(","):
-            with database(kind, Path(tempfile.mkdtemp(prefix="credo-checks-db-"))) as url:
+            with (
+                tempfile.TemporaryDirectory(prefix="credo-checks-db-") as folder,
+                database(kind, Path(folder)) as url,
+            ):
                 results[kind] = bench_database(kind, url, args)
             print(json.dumps(results[kind], indent=2), flush=True)
     if args.write_results:
