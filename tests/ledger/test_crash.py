@@ -414,7 +414,10 @@ def send_through_faults(
     runtime.db.dispose()
 
     rng = random.Random(seed)
-    stream = make_stream(rng, batches=len(faults) * 25 + 50)
+    # Clients send at full speed between faults, so the stream must outlast the run's time: a
+    # PostgreSQL restart takes seconds (25 batches a fault ran dry at 10 restarts). Fresh batches left
+    # unsent at the end cost nothing: only unacknowledged ones are sent again.
+    stream = make_stream(rng, batches=len(faults) * 25 + faults.count("restart") * 300 + 50)
     log = tmp_path / "serve.log"
     launcher = Launcher(env)
     threads = [threading.Thread(target=sender, args=(stream, token), daemon=True) for _ in range(2)]
@@ -436,7 +439,9 @@ def send_through_faults(
             if pid < 0:
                 pid = start_server()
             stream.serving.clear()
-            assert stream.serving.wait(60), "no batch was acknowledged within 60 s"
+            acknowledged = stream.serving.wait(60)
+            assert acknowledged or stream.next_fresh < len(stream.bodies), "the stream ran dry: raise batches"
+            assert acknowledged, "no batch was acknowledged within 60 s"
             time.sleep(rng.uniform(0.020, 0.300))
             if fault == "kill":
                 stream.up.clear()
