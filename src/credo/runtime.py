@@ -45,6 +45,13 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
+def thaw_startup_objects() -> None:
+    """Undo :func:`freeze_startup_objects` when the work is done (an app shut down, a command
+    closed): what became garbage meanwhile can be collected again, which matters to a process
+    that opens many runtimes, such as the test suite."""
+    gc.unfreeze()
+
+
 def open_database(settings: Settings) -> Database:
     """The registry database the settings name, its writer queue bounded as they say."""
     return Database.from_url(

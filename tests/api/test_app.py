@@ -56,3 +56,4 @@ def test_a_worker_hides_its_start_up_objects_from_the_collector(runtime: Runtime
     gc.unfreeze()  # whatever earlier tests froze
     with TestClient(create_app(runtime)):  # runs the lifespan, as a server worker does
         assert gc.get_freeze_count() > 10_000
+    assert gc.get_freeze_count() == 0  # given back when the app shuts down

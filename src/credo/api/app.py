@@ -19,7 +19,7 @@ from credo.lists.checklog import CheckLog
 from credo.lists.keeper import IndexKeeper, index_directory
 from credo.process.outbox import OutboxConfig
 from credo.process.scheduler import Scheduler
-from credo.runtime import Runtime, freeze_startup_objects
+from credo.runtime import Runtime, freeze_startup_objects, thaw_startup_objects
 from credo.web import install as install_web
 
 REQUESTS = Counter("credo_http_requests_total", "HTTP requests", ["method", "status"])
@@ -85,6 +85,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             check_log.stop()
             keeper.stop()
             writer.stop()
+            thaw_startup_objects()
 
     app = FastAPI(
         lifespan=lifespan,

@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-from credo.runtime import CatalogLoadError, Runtime, freeze_startup_objects
+from credo.runtime import CatalogLoadError, Runtime, freeze_startup_objects, thaw_startup_objects
 from credo.settings import SettingsError
 
 console = Console()
@@ -43,5 +43,7 @@ def open_runtime() -> Runtime:
 
 def close_runtimes() -> None:
     """Close every pool a command opened (the root callback registers this)."""
+    if _opened:
+        thaw_startup_objects()
     while _opened:
         _opened.pop().db.dispose()

@@ -193,9 +193,10 @@ def may_decide(catalogs: Registry, decider: Decider, agency: str, jurisdiction: 
 
 
 def open_requests(
-    conn: Connection, catalogs: Registry, decider: Decider, now: datetime
+    conn: Connection, catalogs: Registry, decider: Decider, now: datetime, *, request_id: int | None = None
 ) -> list[dict[str, Any]]:
-    """Undecided requests ``decider`` may decide, soonest deadline first, with days left.
+    """Undecided requests ``decider`` may decide, soonest deadline first, with days left
+    (only ``request_id``, when given).
 
     >>> # open_requests(conn, catalogs, Decider("r", jurisdiction="CN-SD-RC"), now)[0]["days_left"]
     >>> # 9.5
@@ -212,6 +213,8 @@ def open_requests(
         .where(rectification_requests.c.decided_at.is_(None))
         .order_by(rectification_requests.c.deadline_at, rectification_requests.c.id)
     )
+    if request_id is not None:
+        q = q.where(rectification_requests.c.id == request_id)
     out = []
     for r in conn.execute(q):
         if not may_decide(catalogs, decider, r.agency, r.jurisdiction):

@@ -150,13 +150,9 @@ def rectification_queue(page: DeciderPage, decided: Annotated[int | None, Query(
 def _request(page: Page, request_id: int) -> dict[str, Any]:
     assert page.principal is not None
     with page.runtime.db.read() as conn:
-        found = [
-            r
-            for r in rectification.open_requests(
-                conn, page.runtime.catalogs, decider_of(page.principal), datetime.now(UTC)
-            )
-            if r["request"] == request_id
-        ]
+        found = rectification.open_requests(
+            conn, page.runtime.catalogs, decider_of(page.principal), datetime.now(UTC), request_id=request_id
+        )
         if not found:
             raise WebError(404, "No open rectification request for you to decide with this number.")
         subject = conn.execute(select(subjects).where(subjects.c.id == found[0]["subject_id"])).one()
