@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
+import pytest
 from factories import RecordFactory, person_id
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
+from credo.catalog.registry import Registry
 from credo.ledger.services import ingest
+from credo.lists import refresh as refresh_module
 from credo.lists.refresh import refresh
 from credo.lists.services import build_index, listing_views
 from credo.runtime import Runtime
+from credo.store.db import Database
 from credo.store.tables import notices, subjects
 
 NOW = datetime(2024, 6, 1, 2, 0, tzinfo=UTC)
@@ -92,3 +99,44 @@ def test_refresh_is_idempotent_and_works_for_everyone_at_once(runtime: Runtime) 
     with runtime.db.begin() as conn:
         assert len(refresh(conn, runtime.catalogs, NOW).open) == 3
         assert refresh(conn, runtime.catalogs, NOW).is_empty
+
+
+class Watched(Database):
+    """The test's database, noting whether a write transaction is open."""
+
+    def __init__(self, inner: Database) -> None:
+        super().__init__(inner.engine, inner._bound)
+        self.writing = False
+        self.writes = 0
+
+    @contextmanager
+    def begin(self, *, shed: bool = True) -> Iterator[Connection]:
+        self.writes += 1
+        self.writing = True
+        try:
+            with super().begin(shed=shed) as conn:
+                yield conn
+        finally:
+            self.writing = False
+
+
+def test_the_registry_wide_refresh_plans_outside_the_writer_and_applies_in_small_transactions(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    people = [person_id() for _ in range(5)]
+    send(runtime, [RecordFactory(court_defaulter=True, subject=who) for who in people])
+    watched = Watched(runtime.db)
+    planned: list[tuple[bool, int | None]] = []
+    real_plan_for = refresh_module.plan_for
+
+    def plan_for(conn: Connection, catalogs: Registry, now: datetime, subject_ids: Any = None) -> Any:
+        planned.append((watched.writing, None if subject_ids is None else len(subject_ids)))
+        return real_plan_for(conn, catalogs, now, subject_ids)
+
+    monkeypatch.setattr(refresh_module, "plan_for", plan_for)
+    plan = refresh_module.refresh_all(watched, runtime.catalogs, NOW, chunk=2)
+    assert sorted(number(runtime, who) for who in people) == sorted(o.subject_id for o in plan.open)
+    # the whole registry planned on a read; then its 5 subjects, 2 at a time, each under the writer
+    assert planned == [(False, None), (True, 2), (True, 2), (True, 1)]
+    assert watched.writes == 3
+    assert refresh_module.refresh_all(watched, runtime.catalogs, NOW).is_empty  # nothing left to do

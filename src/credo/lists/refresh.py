@@ -19,6 +19,7 @@ from credo.lists.derive import Plan, TriggerState, plan_grade_listings, plan_rul
 from credo.lists.services import apply_plan, open_listings, open_warnings
 from credo.scoring.online import run_live
 from credo.scoring.relations import ask, from_day
+from credo.store.db import Database
 
 
 def trigger_rules(catalogs: Registry) -> frozenset[str]:
@@ -77,3 +78,40 @@ def refresh(
     if not plan.is_empty:
         apply_plan(conn, catalogs, plan, now)
     return plan
+
+
+def refresh_all(db: Database, catalogs: Registry, now: datetime, *, chunk: int = 500) -> Plan:
+    """The whole registry's refresh, without holding the writer while it thinks.
+
+    Planning every subject takes seconds at city scale (a full scoring
+    pass); inside one write transaction that would stall every ingest and
+    every check log behind SQLite's single writer, once a day at midnight
+    and at each server start. So the plan is made on a read transaction,
+    and only its subjects are then re-planned and applied, ``chunk`` at a
+    time, each in a short write transaction. Re-planning under the writer
+    keeps it exact: a subject written to since the read refreshes itself
+    (the intake refreshes whom it touches), and the rest plan the same.
+
+    >>> plan = refresh_all(db, catalogs, now)  # doctest: +SKIP
+    >>> len(plan.open), len(plan.end)          # what changed, across all chunks
+    (537, 0)
+    """
+    with db.read() as conn:
+        draft = plan_for(conn, catalogs, now)
+        if draft.is_empty:
+            return draft
+        listing_subject = {o.id: o.subject_id for o in open_listings(conn)}
+        warning_subject = {w.id: w.subject_id for w in open_warnings(conn)}
+    touched = {n.subject_id for n in draft.open} | {w.subject_id for w in draft.warn}
+    touched |= {listing_subject[listing_id] for listing_id, _, _ in draft.end}
+    touched |= {warning_subject[warning_id] for warning_id, _ in draft.lapse}
+    done = Plan()
+    order = sorted(touched)
+    for start in range(0, len(order), chunk):
+        with db.begin(shed=False) as conn:
+            plan = refresh(conn, catalogs, now, order[start : start + chunk])
+        done.open += plan.open
+        done.end += plan.end
+        done.warn += plan.warn
+        done.lapse += plan.lapse
+    return done

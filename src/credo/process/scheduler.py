@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from credo.catalog.registry import Registry
-from credo.lists.refresh import refresh
+from credo.lists.refresh import refresh, refresh_all
 from credo.process import appeals
 from credo.process.outbox import OutboxConfig, deliver_due
 from credo.store.db import Database
@@ -41,10 +41,10 @@ class Scheduler:
             if overdue:
                 plan = refresh(conn, self.catalogs, now, overdue)
                 out["listings_changed"] += len(plan.open) + len(plan.end)
-            if self.last_full_refresh != today:
-                plan = refresh(conn, self.catalogs, now)
-                out["listings_changed"] += len(plan.open) + len(plan.end) + len(plan.warn)
-                self.last_full_refresh = today
+        if self.last_full_refresh != today:
+            plan = refresh_all(self.db, self.catalogs, now)
+            out["listings_changed"] += len(plan.open) + len(plan.end) + len(plan.warn)
+            self.last_full_refresh = today
         with self.db.begin() as conn:
             out["sent"] = deliver_due(conn, self.outbox, now)["sent"]
         return out
