@@ -41,24 +41,24 @@ def plan_for(
     placing = trigger_rules(catalogs)
     triggers: list[TriggerState] = []
     grades: dict[tuple[int, str], str] = {}
-    targets: Sequence[int | None] = [None] if subject_ids is None else sorted(set(subject_ids))
-    for target in targets:
-        for row in run_live(conn, catalogs, "explained", evals, subject_id=target):
-            rule = str(row["rule"])
-            if rule in placing and row["scheme"] == catalogs.rule_jurisdiction(rule):
-                triggers.append(
-                    TriggerState(
-                        int(row["seq"]),
-                        int(row["subject_id"]),
-                        rule,
-                        from_day(int(row["occurred_day"])),
-                        str(row["status"]),
-                    )
+    # One pass over the chosen subjects' rows (all of them when None), not one per subject.
+    chosen = None if subject_ids is None else sorted(set(subject_ids))
+    for row in run_live(conn, catalogs, "explained", evals, subjects=chosen):
+        rule = str(row["rule"])
+        if rule in placing and row["scheme"] == catalogs.rule_jurisdiction(rule):
+            triggers.append(
+                TriggerState(
+                    int(row["seq"]),
+                    int(row["subject_id"]),
+                    rule,
+                    from_day(int(row["occurred_day"])),
+                    str(row["status"]),
                 )
-        for row in run_live(conn, catalogs, "scores", evals, subject_id=target):
-            if row["scored"]:
-                policy = catalogs.policy(str(row["scheme"]))
-                grades[(int(row["subject_id"]), str(row["scheme"]))] = grade_for(policy, int(row["score"]))
+            )
+    for row in run_live(conn, catalogs, "scores", evals, subjects=chosen):
+        if row["scored"]:
+            policy = catalogs.policy(str(row["scheme"]))
+            grades[(int(row["subject_id"]), str(row["scheme"]))] = grade_for(policy, int(row["score"]))
     listed = open_listings(conn, subject_ids)
     rule_plan = plan_rule_listings(catalogs, today, triggers, listed)
     grade_plan = plan_grade_listings(catalogs, today, grades, listed, open_warnings(conn, subject_ids))
@@ -80,7 +80,7 @@ def refresh(
     return plan
 
 
-def refresh_all(db: Database, catalogs: Registry, now: datetime, *, chunk: int = 500) -> Plan:
+def refresh_all(db: Database, catalogs: Registry, now: datetime, *, chunk: int = 100) -> Plan:
     """The whole registry's refresh, without holding the writer while it thinks.
 
     Planning every subject takes seconds at city scale (a full scoring
