@@ -543,6 +543,26 @@ def summary(phase: Phase) -> dict[str, Any]:
             }
     if phase.rss:
         out["rss_mib"] = [round(phase.rss[0][1] / 2**20, 1), round(phase.rss[-1][1] / 2**20, 1)]
+    out["timeline"] = timeline(phase)
+    return out
+
+
+def timeline(phase: Phase, window: float = 10.0) -> list[dict[str, Any]]:
+    """Per ``window`` seconds of sends: answered, refused or failed, and checks' p99 -- where a stall sits."""
+    out = []
+    t = 0.0
+    while t < phase.seconds:
+        inside = phase.of(since=t, until=t + window)
+        checks = [s.ms for s in inside if s.kind == "check"]
+        out.append(
+            {
+                "from_s": t,
+                "sent": len(inside),
+                "not_2xx": sum(1 for s in inside if not 200 <= s.status < 300),
+                "check_p99": round(percentile(checks, 99), 1) if checks else None,
+            }
+        )
+        t += window
     return out
 
 
@@ -725,6 +745,12 @@ def report(result: dict[str, Any], command: str, where: str) -> str:
             f"{result['recovered_to_target_after']:g} s"
             if result["recovered_to_target_after"] is not None
             else "never in the phase"
+        ),
+        "",
+        "- sustain, per 10 s of sends: checks' p99 ms (answers not 2xx): "
+        + ", ".join(
+            f"{w['check_p99']}" + (f" ({w['not_2xx']})" if w["not_2xx"] else "")
+            for w in p["sustain"]["timeline"]
         ),
         "",
         "| promise | kept |",
