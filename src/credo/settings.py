@@ -123,6 +123,15 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     Setting(
+        "worker_threads",
+        int,
+        16,
+        "Requests an API worker serves at once in its thread pool (each holds at most one database "
+        "connection); its connection pool keeps this many connections open, plus 8 for its "
+        "background threads. More threads than that only queue for the two CPUs and the GIL.",
+        minimum=1,
+    ),
+    Setting(
         "max_writer_wait",
         float,
         5.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio.to_thread
 from fastapi.testclient import TestClient
 
 from credo.api.app import create_app
@@ -57,3 +58,13 @@ def test_a_worker_hides_its_start_up_objects_from_the_collector(runtime: Runtime
     with TestClient(create_app(runtime)):  # runs the lifespan, as a server worker does
         assert gc.get_freeze_count() > 10_000
     assert gc.get_freeze_count() == 0  # given back when the app shuts down
+
+
+def test_a_worker_serves_as_many_requests_at_once_as_settings_give_it_threads(runtime: Runtime) -> None:
+    async def tokens() -> float:
+        return anyio.to_thread.current_default_thread_limiter().total_tokens
+
+    app = create_app(Runtime(runtime.settings.replace(worker_threads=5), runtime.db, runtime.catalogs))
+    with TestClient(app) as c:
+        assert c.portal is not None
+        assert c.portal.call(tokens) == 5

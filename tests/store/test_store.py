@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine, event, insert, text
 from sqlalchemy.exc import DBAPIError
 
+from credo.runtime import BACKGROUND_CONNECTIONS, open_database
+from credo.settings import load_settings
 from credo.store import migrate
 from credo.store.db import Database, make_engine
 from credo.store.tables import metadata, records, subjects
@@ -137,3 +140,34 @@ def test_postgres_commits_synchronously(postgresql_engine: Engine) -> None:
     with postgresql_engine.connect() as conn:
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
         assert conn.exec_driver_sql("SHOW fsync").scalar() == "on"
+
+
+def test_a_busy_worker_keeps_its_connections_open_instead_of_reopening_them(tmp_path: Path) -> None:
+    settings = load_settings({}).replace(database_url=f"sqlite:///{tmp_path / 'pool.db'}", worker_threads=4)
+    db = open_database(settings)
+    opened = 0
+
+    def count(*_: object) -> None:
+        nonlocal opened
+        opened += 1
+
+    event.listen(db.engine, "connect", count)
+    threads = settings.worker_threads + BACKGROUND_CONNECTIONS  # every thread a worker may run
+    start = threading.Barrier(threads)
+
+    def reader() -> None:
+        for _ in range(5):  # bursts: all threads at once, then all idle
+            start.wait()
+            with db.read() as conn:
+                conn.execute(text("SELECT 1"))
+                time.sleep(0.005)
+            start.wait()
+
+    workers = [threading.Thread(target=reader) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    db.dispose()
+    # At most one connection per thread, ever: none opened and closed again per transaction.
+    assert opened <= threads

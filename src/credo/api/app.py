@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -73,6 +74,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         freeze_startup_objects()  # the app, catalogs and index live as long as the worker
+        # As many request threads as the pool keeps connections for (AnyIO's default is 40).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = int(settings.worker_threads)
         writer.start()
         keeper.start()
         check_log.start()

@@ -93,6 +93,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # Connections are pooled and may be handed to another thread (the API's
         # thread pool); each is used by one thread at a time.
         kwargs.setdefault("connect_args", {"check_same_thread": False})
+        if make_url(url).database in (None, "", ":memory:"):  # one shared connection: no pool to size
+            kwargs.pop("pool_size", None)
+            kwargs.pop("max_overflow", None)
         engine = create_engine(url, **kwargs)
         _install_sqlite_hooks(engine)
         return engine
