@@ -6,6 +6,7 @@ import ast
 import re
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from web.support import ORG_NAME, Story, ask, csrf_of, sign_in
@@ -422,3 +423,19 @@ def test_every_text_on_the_pages_has_a_chinese_translation() -> None:
     wanted = {t for t in _texts() if not t.endswith(("-", " "))} | DYNAMIC | set(ACTS)
     missing = sorted(t for t in wanted if t not in ZH)
     assert not missing, f"add to credo/web/messages_zh.py: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("role", "path"),
+    [
+        ("person", "/me/appeals/{n}"),
+        ("reviewer", "/review/appeals/{n}"),
+        ("reviewer", "/rectifications/{n}"),
+    ],
+)
+def test_a_page_for_a_number_no_row_can_have_is_not_found(
+    web: TestClient, story: Story, role: str, path: str
+) -> None:
+    sign_in(web, story.tokens[role])
+    for n in (2**63, 10**30, 0):  # past PostgreSQL's bigint: once an error 500 there
+        assert web.get(path.format(n=n)).status_code in (404, 422), (path, n)

@@ -12,10 +12,11 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import jinja2
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from credo.access.services import Principal, Role
+from credo.api.deps import MAX_ID
 from credo.runtime import Runtime
 from credo.web import TEMPLATES
 from credo.web.auth import principal_for_token_id
@@ -224,6 +225,9 @@ async def verify_csrf(request: Request, page: PageDep) -> Page:
 
 
 CsrfDep = Annotated[Page, Depends(verify_csrf)]
+
+#: A row number a page names: past any stored one (PostgreSQL's bigint) it is a 422, not a 500.
+RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def safe_next(target: str | None, default: str = "/") -> str:

@@ -30,7 +30,7 @@ from credo.api.routers.review import (
 from credo.process import appeals as appeal_service
 from credo.process import rectification
 from credo.store.tables import appeals, records, subjects
-from credo.web.page import CsrfDep, Page, WebError, require
+from credo.web.page import CsrfDep, Page, RowId, WebError, require
 
 router = APIRouter()
 ReviewerPage = Annotated[Page, Depends(require(Role.REVIEWER))]
@@ -92,7 +92,7 @@ def _aware(moment: datetime) -> datetime:
 
 
 @router.get("/review/appeals/{appeal_id}")
-def appeal(appeal_id: int, page: ReviewerPage) -> Response:
+def appeal(appeal_id: RowId, page: ReviewerPage) -> Response:
     return page.render(
         "review/appeal.html", **_appeal(page, appeal_id), outcomes=appeal_service.OUTCOMES, error=None
     )
@@ -100,7 +100,7 @@ def appeal(appeal_id: int, page: ReviewerPage) -> Response:
 
 @router.post("/review/appeals/{appeal_id}")
 def decide(
-    appeal_id: int,
+    appeal_id: RowId,
     page: ReviewerPage,
     _: CsrfDep,
     outcome: Annotated[str, Form(max_length=16)] = "",
@@ -160,13 +160,13 @@ def _request(page: Page, request_id: int) -> dict[str, Any]:
 
 
 @router.get("/rectifications/{request_id}")
-def rectification_request(request_id: int, page: DeciderPage) -> Response:
+def rectification_request(request_id: RowId, page: DeciderPage) -> Response:
     return page.render("review/rectification.html", **_request(page, request_id), error=None)
 
 
 @router.post("/rectifications/{request_id}")
 def decide_request(
-    request_id: int,
+    request_id: RowId,
     page: DeciderPage,
     _: CsrfDep,
     verdict: Annotated[str, Form(max_length=16)] = "",

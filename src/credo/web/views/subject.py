@@ -26,7 +26,7 @@ from credo.process.export import subject_file, subject_file_pdf
 from credo.process.notices import render as render_notice
 from credo.scoring.online import ScoreReport, default_schemes, score_subject
 from credo.store.tables import notices, records, subjects
-from credo.web.page import CsrfDep, Page, WebError, require
+from credo.web.page import CsrfDep, Page, RowId, WebError, require
 
 router = APIRouter(prefix="/me")
 SubjectPage = Annotated[Page, Depends(require(Role.SUBJECT))]
@@ -243,7 +243,7 @@ def file_appeal(
 
 
 @router.get("/appeals/{appeal_id}")
-def appeal(appeal_id: int, page: SubjectPage) -> Response:
+def appeal(appeal_id: RowId, page: SubjectPage) -> Response:
     sid = page.require_subject()
     with page.runtime.db.read() as conn:
         found = [a for a in appeal_service.appeals_of(conn, sid) if a["id"] == appeal_id]
