@@ -115,6 +115,15 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     Setting(
+        "token_cache_seconds",
+        float,
+        1.0,
+        "Seconds an API worker answers a bearer token from memory after reading it from the "
+        "database: `credo token revoke` takes effect on a running server within this time. "
+        "0: every request reads its token (revocation at once, a database read per request).",
+        minimum=0,
+    ),
+    Setting(
         "max_waiting_writers",
         int,
         16,

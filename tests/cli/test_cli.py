@@ -186,8 +186,9 @@ def test_token_revoke_by_id_hash_token_or_principal_is_a_401_at_once_and_recorde
     assert not any(token in json.dumps(listed) for token in [*police, court, auditor]), "never shown again"
     hash_of_court = "sha256:" + listed[3]["hash_prefix"][:10]
 
-    # The server keeps running while the operator revokes: the next request is refused.
-    server = Runtime.open(load_settings().replace(scheduler_interval=0))
+    # The server keeps running while the operator revokes: the next request is refused (with
+    # token_cache_seconds 0; tests/api/test_token_cache.py: within it otherwise).
+    server = Runtime.open(load_settings().replace(scheduler_interval=0, token_cache_seconds=0))
     client = TestClient(create_app(server))
 
     def status(token: str) -> int:

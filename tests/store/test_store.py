@@ -17,7 +17,7 @@ from credo.runtime import BACKGROUND_CONNECTIONS, open_database
 from credo.settings import load_settings
 from credo.store import migrate
 from credo.store.db import Database, make_engine
-from credo.store.tables import metadata, records, subjects
+from credo.store.tables import CHECK_CALLS_INDEX, metadata, records, subjects
 
 
 def test_every_sqlite_connection_is_durable_wal_with_foreign_keys(tmp_path: Path) -> None:
@@ -68,8 +68,12 @@ def test_sqlite_write_transactions_begin_immediate(tmp_path: Path) -> None:
 
 
 def test_migrations_match_the_tables_the_code_queries(db: Database) -> None:
+    def described(name: str | None, *_: object) -> bool:  # not the databases' own check-call index
+        return not (name or "").startswith(CHECK_CALLS_INDEX)
+
     with db.begin() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        context = MigrationContext.configure(conn, opts={"include_name": described})
+        diff = compare_metadata(context, metadata)
     assert diff == []
 
 

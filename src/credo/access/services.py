@@ -1,8 +1,10 @@
 """Principals and their bearer tokens.
 
 A token is shown once, when created, and stored only as its SHA-256: a
-stolen database does not give anyone a way in. Revoking one is immediate
-(every request reads its token's row) and recorded: one append-only row of
+stolen database does not give anyone a way in. Revoking one takes effect
+with its transaction (an API worker answers a token it read less than
+``token_cache_seconds`` ago from memory, so a running server refuses it
+within that time) and is recorded: one append-only row of
 ``token_revocations`` says when, by whom and why.
 
 >>> Role("agency").value

@@ -13,7 +13,7 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from credo.api import openapi, problems
-from credo.api.deps import plain_parameters
+from credo.api.deps import TokenCache, plain_parameters
 from credo.api.guard import AccessWriter, GuardMiddleware, Limits, configure_logging
 from credo.api.routers import audit, health, lists, me, records, review, scores
 from credo.lists.checklog import CheckLog
@@ -100,6 +100,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.index_keeper = keeper
     app.state.check_log = check_log
     app.state.access_writer = writer
+    app.state.token_cache = TokenCache(float(settings.token_cache_seconds))
     routers = (
         health.router,
         records.router,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Annotated
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
+from starlette.concurrency import run_in_threadpool
 
-from credo.access.services import Principal, Role, authenticate
+from credo.access.services import Principal, Role, authenticate, hash_token
 from credo.api.problems import Problem
 from credo.runtime import Runtime
 
@@ -21,15 +24,89 @@ async def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def get_principal(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> Principal:
+T = TypeVar("T")
+
+
+async def shared_load(
+    loading: dict[Hashable, asyncio.Future[T]], key: Hashable, load: Callable[[], Awaitable[T]]
+) -> T:
+    """``load()``, or the result of the load of ``key`` already under way: when a cached entry
+    expires under load, the requests that find it gone wait for one read, not one each (32 at
+    once took 32 database connections, most of them new)."""
+    task = loading.get(key)
+    if task is None:
+        task = loading[key] = asyncio.ensure_future(load())
+        task.add_done_callback(lambda _: loading.pop(key, None))
+    return await asyncio.shield(task)  # a waiter that goes away does not cancel the others' read
+
+
+class TokenCache:
+    """The principals of tokens read from the database in the last ``seconds``, per worker.
+
+    Reading a token's row costs a database read (and a hop to the thread pool) per request;
+    within ``seconds`` of that read a worker answers the same token from memory. Revoking a
+    token therefore takes effect on a running server within ``seconds`` (the setting
+    ``token_cache_seconds``; 0: every request reads its token, revocation at once). Only
+    tokens that authenticated are kept (an unknown token is read again every time), keyed
+    by their SHA-256 as in the database, at most ``size`` of them.
+    """
+
+    def __init__(
+        self, seconds: float, size: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.seconds = seconds
+        self.size = size
+        self.clock = clock
+        self.entries: dict[str, tuple[float, Principal]] = {}
+        self.loading: dict[Hashable, asyncio.Future[Principal | None]] = {}
+
+    def get(self, digest: str) -> Principal | None:
+        entry = self.entries.get(digest)
+        if entry is None:
+            return None
+        if self.clock() - entry[0] >= self.seconds:
+            del self.entries[digest]
+            return None
+        return entry[1]
+
+    def put(self, digest: str, principal: Principal, read_at: float) -> None:
+        if self.seconds <= 0:
+            return
+        if len(self.entries) >= self.size:
+            self.entries.clear()
+        self.entries[digest] = (read_at, principal)
+
+
+def _read_principal(runtime: Runtime, token: str) -> Principal | None:
+    with runtime.db.read() as conn:
+        return authenticate(conn, token)
+
+
+async def get_principal(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Problem(401, "Unauthorized", "send Authorization: Bearer <token>")
-    with runtime.db.read() as conn:
-        principal = authenticate(conn, token.strip())
+    token = token.strip()
+    state = request.app.state
+    cache: TokenCache | None = getattr(state, "token_cache", None)
+    if cache is None:
+        cache = state.token_cache = TokenCache(float(runtime.settings.token_cache_seconds))
+    digest = hash_token(token)
+    principal = cache.get(digest)
     if principal is None:
-        raise Problem(401, "Unauthorized", "unknown or revoked token")
+
+        async def read() -> Principal | None:
+            read_at = cache.clock()  # before the read: a revocation committed after it is seen next time
+            # The database is read in the thread pool, never on the event loop.
+            found = await run_in_threadpool(_read_principal, runtime, token)
+            if found is not None:
+                cache.put(digest, found, read_at)
+            return found
+
+        principal = await shared_load(cache.loading, digest, read)
+        if principal is None:
+            raise Problem(401, "Unauthorized", "unknown or revoked token")
     request.state.principal = principal
     return principal
 

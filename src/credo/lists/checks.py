@@ -1,9 +1,9 @@
 """Relying-party checks: yes or no per subject and measure, and nothing else.
 
 The answer to a party is exactly ``{subject, measure, decision, ref}``.
-The log row keeps what the subject may later see: who asked, when, for
-what purpose, and the answer; the ``ref`` lets the subject find the
-listing behind a denial and contest it.
+The logged call (``checklog.Call``) keeps what the subject may later see:
+who asked, when, for what purpose, and the answer; the ``ref`` lets the
+subject find the listing behind a denial and contest it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 from credo.ids import IdentifierError, parse_subject_ref
+from credo.lists.checklog import Call
 from credo.lists.index import CheckIndex
 
 MAX_ITEMS = 1000
@@ -37,10 +38,6 @@ class Party:
     code: str
     purpose: str
     measures: frozenset[str]
-
-
-#: The check log's columns, in the order of the rows ``answer`` returns.
-LOG_COLUMNS = ("ref", "party", "subject", "measure", "purpose", "decision", "listing_id", "checked_at")
 
 
 _CALL_KEY = secrets.token_bytes(16)
@@ -67,8 +64,8 @@ def canonical(text: str) -> str:
 
 def answer(
     index: CheckIndex, party: Party, items: Sequence[Any], now: datetime
-) -> tuple[list[dict[str, str]], list[tuple[Any, ...]]]:
-    """Decide every item; returns (answers for the party, rows for the check log).
+) -> tuple[list[dict[str, str]], Call]:
+    """Decide every item; returns (answers for the party, the call for the check log).
 
     A measure the party is not registered for refuses the whole call (403):
     a party must not learn anything outside its purpose, not even by mistake.
@@ -93,14 +90,8 @@ def answer(
         measures.append(measure)
     decisions = index.decide_many(subjects, measures, canonical=True)
     call = call_id()
-    refs = [f"{call}-{i}" for i in range(len(items))]
     answers = [
-        {"subject": item["subject"], "measure": measure, "decision": decision, "ref": ref}
-        for item, measure, decision, ref in zip(items, measures, decisions, refs, strict=True)
+        {"subject": item["subject"], "measure": measure, "decision": decision, "ref": f"{call}-{i}"}
+        for i, (item, measure, decision) in enumerate(zip(items, measures, decisions, strict=True))
     ]
-    code, purpose = party.code, party.purpose
-    rows = [
-        (ref, code, subject, measure, purpose, decision, None, now)
-        for ref, subject, measure, decision in zip(refs, subjects, measures, decisions, strict=True)
-    ]
-    return answers, rows
+    return answers, Call(call, party.code, party.purpose, now, subjects, measures, decisions)

@@ -17,12 +17,13 @@ from fpdf import FPDF
 from sqlalchemy import Connection, select
 
 from credo.catalog.registry import Registry
+from credo.lists.checklog import checks_about
 from credo.lists.services import listing_views
 from credo.process.appeals import appeals_of
 from credo.process.notices import render
 from credo.process.rectification import requests_of
 from credo.scoring.online import default_schemes, score_subject
-from credo.store.tables import checks, notices, records, subjects
+from credo.store.tables import notices, records, subjects
 
 if TYPE_CHECKING:
     from credo.scoring.rank import RankCache
@@ -83,8 +84,7 @@ def subject_file(
         )
     ]
     check_rows = [
-        {k: _iso(v) for k, v in c._mapping.items()}
-        for c in conn.execute(select(checks).where(checks.c.subject == subject).order_by(checks.c.checked_at))
+        {k: _iso(v) for k, v in c.items()} for c in checks_about(conn, subject, newest_first=False)
     ]
     return {
         "subject": subject,

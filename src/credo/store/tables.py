@@ -250,19 +250,27 @@ notices = Table(
     Index("ix_notices_subject_id", "subject_id"),
 )
 
-# Every relying-party question and its answer: what the subject sees.
-checks = Table(
-    "checks",
+# Every relying-party call and its answers, one row per call (a manifest of 300 is one row):
+# what the subject sees. Item i of the call has the ref f"{id}-{i}"; ``subjects`` holds the
+# canonical subject texts and ``measures`` the measures (one when every item asks the same),
+# newline-separated; ``decisions`` one letter per item (a: allowed, d: denied, g: granted).
+# A subject's calls are found by the database's own inverted index of ``subjects``, written
+# in the call's transaction (migration 0008): on SQLite an FTS5 table that a trigger fills,
+# ``check_calls_fts`` (rowid = seq), on PostgreSQL a GIN index of its lines.
+#: What migration 0008 makes for that index, which these tables do not describe.
+CHECK_CALLS_INDEX = ("check_calls_fts", "ix_check_calls_subjects")
+
+check_calls = Table(
+    "check_calls",
     metadata,
-    Column("ref", String(40), primary_key=True),
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
     Column("party", String(64), nullable=False),
-    Column("subject", String(80), nullable=False),
-    Column("measure", String(64), nullable=False),
     Column("purpose", Text, nullable=False),
-    Column("decision", String(8), nullable=False),
-    Column("listing_id", BigInteger, nullable=True),
     Column("checked_at", UTCDateTime, nullable=False),
-    Index("ix_checks_subject", "subject"),
+    Column("measures", Text, nullable=False),
+    Column("subjects", Text, nullable=False),
+    Column("decisions", Text, nullable=False),
 )
 
 # Bumped by every change the check index must see (listing, end, notice).
@@ -373,7 +381,7 @@ __all__ = [
     "agencies",
     "appeals",
     "catalog_loads",
-    "checks",
+    "check_calls",
     "list_changes",
     "list_warnings",
     "listing_ends",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Hashable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -13,15 +15,15 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from credo.access.services import Principal, Role
-from credo.api.deps import NO_NUL, RuntimeDep, require
+from credo.api.deps import NO_NUL, RuntimeDep, require, shared_load
 from credo.api.openapi import problems
 from credo.api.problems import Problem
 from credo.ids import IdentifierError, parse_subject_ref
-from credo.lists.checklog import CheckLog
+from credo.lists.checklog import CheckLog, check_by_ref, checks_about
 from credo.lists.checks import MAX_ITEMS, CheckError, Party, answer
 from credo.lists.services import listing_views, party
 from credo.runtime import Runtime
-from credo.store.tables import checks, subjects
+from credo.store.tables import subjects
 
 router = APIRouter(prefix="/api/v1", tags=["lists"])
 PartyDep = Annotated[Principal, Depends(require(Role.RELYING_PARTY))]
@@ -60,6 +62,7 @@ class PartyCache:
 
     def __init__(self) -> None:
         self.entries: dict[str, tuple[float, Party | None]] = {}
+        self.loading: dict[Hashable, asyncio.Future[Party | None]] = {}
 
     def get(self, code: str) -> Party | bool | None:
         """The party, None when it is not registered, False when not known in the last second."""
@@ -99,16 +102,16 @@ async def post_checks(request: Request, runtime: RuntimeDep, principal: PartyDep
     # for the disk, and SQLite's writer lock for other writers; neither may stall every request.
     who = parties.get(code)
     if who is False:
-        who = await run_in_threadpool(parties.load, runtime, code)
+        who = await shared_load(parties.loading, code, lambda: run_in_threadpool(parties.load, runtime, code))
     if not isinstance(who, Party):
         raise Problem(403, "Forbidden", "this token's relying party is not registered")
     request.state.purpose = who.purpose
     try:
-        answers, rows = answer(state.index_keeper.current(), who, items, datetime.now(UTC))
+        answers, call = answer(state.index_keeper.current(), who, items, datetime.now(UTC))
     except CheckError as exc:
         raise Problem(exc.status, "Check refused", str(exc)) from None
     log: CheckLog | None = getattr(state, "check_log", None)
-    await (log or CheckLog(runtime.db)).write(rows)
+    await (log or CheckLog(runtime.db)).write(call)
     return Response(orjson.dumps(answers), media_type="application/json")
 
 
@@ -127,16 +130,7 @@ def my_checks(
     """Every check a relying party made about me: who, when, for what purpose, and the answer."""
     subject = _subject_text(runtime, principal)
     with runtime.db.read() as conn:
-        rows = (
-            conn.execute(
-                select(checks)
-                .where(checks.c.subject == subject)
-                .order_by(checks.c.checked_at.desc())
-                .limit(limit)
-            )
-            .mappings()
-            .all()
-        )
+        rows = checks_about(conn, subject, limit=limit)
     return [{**r, "checked_at": r["checked_at"].isoformat()} for r in rows]
 
 
@@ -147,11 +141,7 @@ def my_check(
     """One check, with the listing that caused a denial and how to contest it."""
     subject = _subject_text(runtime, principal)
     with runtime.db.read() as conn:
-        row = (
-            conn.execute(select(checks).where(checks.c.ref == ref, checks.c.subject == subject))
-            .mappings()
-            .first()
-        )
+        row = check_by_ref(conn, subject, ref)
         if row is None:
             raise Problem(404, "Not Found", f"no check {ref!r} about you")
         checked = (

@@ -1,0 +1,161 @@
+"""The check log, packed: one row per call, and each subject sees exactly the items about them."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic import command
+from factories import person_id
+from lists.test_checks import airline, client  # noqa: F401 - the fixture
+from sqlalchemy import func, select, text
+
+from credo.access.services import create_token
+from credo.ids import parse_subject_ref
+from credo.lists.checklog import Call, CheckLog, check_by_ref, checks_about, write_calls
+from credo.process.export import subject_file
+from credo.runtime import Runtime
+from credo.store import migrate
+from credo.store.db import Database
+from credo.store.tables import check_calls, subjects
+
+NOW = datetime(2024, 6, 1, 2, 0, tzinfo=UTC)
+OLD_ROW = "INSERT INTO checks VALUES (:ref, 'CA', :subject, :measure, 'p', :decision, NULL, :at)"
+
+
+def _subject_token(runtime: Runtime, who: str) -> str:
+    with runtime.db.begin() as conn:
+        sid = (
+            conn.execute(select(subjects.c.id).where(subjects.c.identifier == who)).scalar()
+            or conn.execute(
+                subjects.insert()
+                .values(kind="person", identifier=who, created_at=NOW)
+                .returning(subjects.c.id)
+            ).scalar_one()
+        )
+        return create_token(conn, "subject", subject_id=sid)
+
+
+def test_a_manifest_is_one_logged_call_and_each_subject_sees_exactly_their_items(
+    runtime: Runtime,
+    airline: str,  # noqa: F811
+) -> None:
+    a, b = person_id(), person_id()
+    items = [
+        {"subject": a, "measure": "air-travel"},
+        {"subject": b, "measure": "air-travel"},
+        {"subject": a, "measure": "high-speed-rail"},
+    ]
+    answers = client(runtime, airline).post("/api/v1/checks", json=items).json()
+    refs = [x["ref"] for x in answers]
+    with runtime.db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(check_calls)).scalar() == 1
+    mine = client(runtime, _subject_token(runtime, a)).get("/api/v1/me/checks").json()
+    assert sorted((c["ref"], c["measure"]) for c in mine) == [
+        (refs[0], "air-travel"),
+        (refs[2], "high-speed-rail"),
+    ]
+    assert {tuple(sorted(c)) for c in mine} == {
+        ("checked_at", "decision", "listing_id", "measure", "party", "purpose", "ref", "subject")
+    }
+    assert {c["subject"] for c in mine} == {str(parse_subject_ref(a))}
+    theirs = client(runtime, _subject_token(runtime, b))
+    assert [c["ref"] for c in theirs.get("/api/v1/me/checks").json()] == [refs[1]]
+    assert theirs.get(f"/api/v1/me/checks/{refs[1]}").json()["measure"] == "air-travel"
+    for ref in (refs[0], refs[2], refs[1] + "0", refs[1][:-2], "nope", "-1", refs[1][:-1] + "9"):
+        assert theirs.get(f"/api/v1/me/checks/{ref}").status_code == 404, ref
+
+
+def test_the_newest_checks_first_and_at_most_limit(runtime: Runtime) -> None:
+    who = str(parse_subject_ref(person_id()))
+    other = str(parse_subject_ref(person_id()))
+    calls = [
+        Call(
+            f"c{i}",
+            "CA",
+            "p",
+            datetime(2024, 6, 1 + i, tzinfo=UTC),
+            [who, other, who],
+            ["air-travel"] * 3,
+            ["allowed", "denied", "granted"],
+        )
+        for i in range(3)
+    ]
+    with runtime.db.begin() as conn:
+        write_calls(conn, calls)
+    with runtime.db.read() as conn:
+        newest = checks_about(conn, who, limit=3)
+        oldest = checks_about(conn, who, newest_first=False)
+        assert check_by_ref(conn, other, "c1-1")["decision"] == "denied"  # type: ignore[index]
+        assert check_by_ref(conn, other, "c1-2") is None
+    assert [c["ref"] for c in newest] == ["c2-0", "c2-2", "c1-0"]
+    assert [c["ref"] for c in oldest] == ["c0-0", "c0-2", "c1-0", "c1-2", "c2-0", "c2-2"]
+    assert [c["decision"] for c in oldest[:2]] == ["allowed", "granted"]
+
+
+def test_a_batch_of_calls_is_logged_in_one_commit_and_a_subject_export_lists_them(runtime: Runtime) -> None:
+    who = person_id()
+    subject = str(parse_subject_ref(who))
+    log = CheckLog(runtime.db)
+    log.commit([Call(f"k{i}", "CA", "p", NOW, [subject], ["air-travel"], ["allowed"]) for i in range(3)])
+    with runtime.db.begin() as conn:
+        sid = conn.execute(
+            subjects.insert().values(kind="person", identifier=who, created_at=NOW).returning(subjects.c.id)
+        ).scalar_one()
+        exported = subject_file(conn, runtime.catalogs, sid, now=NOW)
+    assert [c["ref"] for c in exported["checks"]] == ["k0-0", "k1-0", "k2-0"]
+
+
+def test_migration_0008_moves_the_checks_logged_before_it_and_back(tmp_path: Path) -> None:
+    db = Database.from_url(f"sqlite:///{tmp_path / 'old.db'}")
+    a, b = "person:11010519491231002X", "person:110105194912310029"
+    old = [
+        ("abc123-0", a, "air-travel", "allowed"),
+        ("abc123-1", b, "air-travel", "denied"),
+        ("abc123-2", a, "high-speed-rail", "denied"),
+        ("def456-0", a, "air-travel", "allowed"),
+    ]
+    try:
+        with db.begin() as conn:
+            migrate.upgrade(conn, "0007")
+            for i, (ref, subject, measure, decision) in enumerate(old):
+                conn.execute(
+                    text(OLD_ROW),
+                    {
+                        "ref": ref,
+                        "subject": subject,
+                        "measure": measure,
+                        "decision": decision,
+                        "at": f"2024-06-0{1 + i // 3} 02:00:00.000000",
+                    },
+                )
+            migrate.upgrade(conn)
+            assert conn.execute(select(func.count()).select_from(check_calls)).scalar() == 2
+            seen = checks_about(conn, a, newest_first=False)
+            assert [(c["ref"], c["measure"], c["decision"]) for c in seen] == [
+                ("abc123-0", "air-travel", "allowed"),
+                ("abc123-2", "high-speed-rail", "denied"),
+                ("def456-0", "air-travel", "allowed"),
+            ]
+            assert check_by_ref(conn, b, "abc123-1")["decision"] == "denied"  # type: ignore[index]
+            config = migrate.alembic_config(conn)
+            command.downgrade(config, "0007")
+            back = conn.execute(text("SELECT ref, subject, measure, decision FROM checks ORDER BY ref")).all()
+        assert [tuple(r) for r in back] == sorted(old)
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize("n", [1, 300])
+def test_a_started_check_log_answers_once_committed(runtime: Runtime, n: int) -> None:
+    log = CheckLog(runtime.db)
+    log.start()
+    subject = str(parse_subject_ref(person_id()))
+    try:
+        asyncio.run(log.write(Call("w1", "CA", "p", NOW, [subject] * n, ["air-travel"] * n, ["allowed"] * n)))
+    finally:
+        log.stop()
+    with runtime.db.read() as conn:
+        assert len(checks_about(conn, subject)) == n
