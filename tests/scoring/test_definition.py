@@ -161,3 +161,14 @@ def test_questions_default_to_today_in_each_schemes_timezone(catalogs: Registry)
     assert e == Evaluation(1, "CN-SD-RC", date(2026, 3, 2), k)
     (e,) = ask(catalogs, ["CN"], as_of=date(2020, 1, 1), known_at=k)
     assert e.as_of == date(2020, 1, 1)
+
+
+def test_counted_points_stay_64_bit_integers_in_duckdb() -> None:
+    """A reward's running sum is cast back to BIGINT: DuckDB's SUM gives HUGEINT, which made every
+    candidate's counted points 128-bit and the per-subject group-by of a rescore ~40% slower."""
+    con = duckdb.connect()
+    for name in INPUTS:
+        con.execute(f"CREATE TABLE {name} AS {literal_relation(name, [], 'duckdb')}")
+    described = con.execute(f"DESCRIBE {render('statuses', 'duckdb')}").fetchall()
+    types = {name: kind for name, kind, *_ in described}
+    assert types["counted_points"] == "BIGINT"

@@ -295,15 +295,16 @@ _STEPS: Final[tuple[tuple[str, str], ...]] = (
     ),
     # §5 the yearly cap, over lane 2: the live rewards of one calendar year
     # of the act, in date order (ties: sequence number); earlier_rewards is
-    # what the cap has used before the row.
+    # what the cap has used before the row. (Cast to BIGINT: DuckDB's SUM is
+    # 128-bit, which would make every candidate's counted points 128-bit.)
     (
         "capped_rewards",
         """
         SELECT eval_id, seq,
-               COALESCE(SUM(points) OVER (
+               CAST(COALESCE(SUM(points) OVER (
                    PARTITION BY subject_key, occurred_year ORDER BY occurred_day, seq
                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
-               ), 0) AS earlier_rewards
+               ), 0) AS BIGINT) AS earlier_rewards
         FROM judged
         WHERE lane = 2
         """,
