@@ -109,6 +109,35 @@ def test_export_refuses_a_folder_that_is_not_an_export(cli: Any, tmp_path: Path)
     assert buckets == ["bucket=0", "bucket=1", "bucket=2"]
 
 
+def test_export_keeps_kinds_apart_and_rows_by_subject_and_date(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalogs: Registry
+) -> None:
+    """The layout rescoring reads fastest: bucket, then kind, then subject, act date and seq."""
+    b = LedgerBuilder()
+    for i, (who, day) in enumerate([("zoe", "2024-05-01"), ("amy", "2024-04-01"), ("zoe", "2024-01-01"),
+                                    ("amy", "2024-01-01"), ("bob", "2024-02-01"), ("amy", "2024-04-01")]):
+        b.incident(f"r{i}", "CN-SD-RC.CONTRACT-BREACH", day, subject=who)
+    b.retraction("x1", "r0", "2024-06-01")
+    b.restoration("x2", "r3", "2024-06-02")
+    runner = cli_registry(tmp_path, monkeypatch, b, catalogs)
+    done = runner.invoke(_app(), ["export", "ledger", "--out", str(tmp_path / "e"), "--buckets", "2"],
+                         catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    folders = sorted(str(f.parent.relative_to(tmp_path / "e" / "records"))
+                     for f in (tmp_path / "e" / "records").rglob("*.parquet"))
+    kinds = {f.split("/")[1] for f in folders}
+    assert kinds == {"kind=incident", "kind=retraction", "kind=restoration"}
+    assert all(f.split("/")[0] in ("bucket=0", "bucket=1") for f in folders)
+    seen = 0
+    for f in sorted((tmp_path / "e" / "records").rglob("*.parquet")):
+        rows = pq.read_table(f).to_pylist()
+        assert "kind" not in rows[0] and "bucket" not in rows[0]
+        keys = [(r["subject_id"], r["occurred_on"], r["seq"]) for r in rows]
+        assert keys == sorted(keys), f
+        seen += len(rows)
+    assert seen == 8
+
+
 @pytest.mark.slow
 def test_rescore_with_spark_matches_duckdb(cli: Any, tmp_path: Path, spark: Any) -> None:
     """`--engine spark` exports the live ledger itself when no --ledger is given."""
