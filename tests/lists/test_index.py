@@ -134,13 +134,14 @@ def test_the_keeper_lays_each_change_over_the_snapshot_and_rebuilds_next_day(run
     who = person_id()
     subject = str(parse_subject_ref(who))
     assert first.decide("air-travel", subject) == "allowed"
-    list_defaulter(runtime, who, started=date.today() - timedelta(days=5), now=datetime.now(UTC))
+    today = keeper.today()  # Shanghai's date, a day ahead of UTC's from 16:00 UTC
+    list_defaulter(runtime, who, started=today - timedelta(days=5), now=datetime.now(UTC))
     assert keeper.refresh_if_changed()
     now = keeper.current()
     assert now.snapshot is first.snapshot and subject in now.overlay  # no rebuild for one change
     assert now.decide("air-travel", subject) == "denied"
     assert not keeper.refresh_if_changed()
-    keeper.today = lambda: date.today() + timedelta(days=1)  # type: ignore[method-assign]
+    keeper.today = lambda: today + timedelta(days=1)  # type: ignore[method-assign]
     assert keeper.refresh_if_changed()
     assert keeper.current().snapshot is not first.snapshot and not keeper.current().overlay
     assert keeper.current().decide("air-travel", subject) == "denied"
