@@ -77,6 +77,7 @@ from credo.access.services import create_token  # noqa: E402
 from credo.catalog.registry import Registry  # noqa: E402
 from credo.ids import IdentifierError, make_ric, parse_subject_ref  # noqa: E402
 from credo.ledger.subjects import subject_number  # noqa: E402
+from credo.lists.refresh import refresh_all  # noqa: E402
 from credo.lists.services import register_party  # noqa: E402
 from credo.process.intake import ingest_and_notify  # noqa: E402
 from credo.runtime import Runtime, bootstrap  # noqa: E402
@@ -178,6 +179,9 @@ def seed(url: str, workdir: Path, records: int, rng: random.Random) -> Seeded:
         for ident in pool[:200]:
             sid = subject_number(conn, parse_subject_ref(ident), create=True)
             subject_tokens.append(create_token(conn, "subject", subject_id=sid))
+    # A registry's listings follow its ledger: derive them now, as `credo demo` does, or the
+    # server's first clock tick opens hundreds at once in the middle of a measured phase.
+    refresh_all(runtime.db, runtime.catalogs, now)
     runtime.db.dispose()
     return Seeded(url, env, agency_tokens, party_tokens, subject_tokens, pool, rules)
 
