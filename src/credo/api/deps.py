@@ -88,10 +88,7 @@ async def get_principal(request: Request, runtime: Annotated[Runtime, Depends(ge
     if scheme.lower() != "bearer" or not token:
         raise Problem(401, "Unauthorized", "send Authorization: Bearer <token>")
     token = token.strip()
-    state = request.app.state
-    cache: TokenCache | None = getattr(state, "token_cache", None)
-    if cache is None:
-        cache = state.token_cache = TokenCache(float(runtime.settings.token_cache_seconds))
+    cache: TokenCache = request.app.state.token_cache  # made by create_app
     digest = hash_token(token)
     principal = cache.get(digest)
     if principal is None:

@@ -96,6 +96,13 @@ class Plan:
     def is_empty(self) -> bool:
         return not (self.open or self.end or self.warn or self.lapse)
 
+    def extend(self, other: Plan) -> None:
+        """Add what ``other`` changed (the parts of a plan applied in several transactions)."""
+        self.open += other.open
+        self.end += other.end
+        self.warn += other.warn
+        self.lapse += other.lapse
+
 
 def _listing(
     catalogs: Registry,

@@ -109,9 +109,5 @@ def refresh_all(db: Database, catalogs: Registry, now: datetime, *, chunk: int =
     order = sorted(touched)
     for start in range(0, len(order), chunk):
         with db.begin(shed=False) as conn:
-            plan = refresh(conn, catalogs, now, order[start : start + chunk])
-        done.open += plan.open
-        done.end += plan.end
-        done.warn += plan.warn
-        done.lapse += plan.lapse
+            done.extend(refresh(conn, catalogs, now, order[start : start + chunk]))
     return done
