@@ -8,16 +8,27 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+import rfc8785
 from factories import RecordFactory, person_id, retraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, event, select
+from sqlalchemy import Connection, event, func, select
 
 from credo.ids import SubjectId, parse_subject
-from credo.ledger.log import LEAF_FIELDS, LeafTemplate, leaf_document, leaf_for, leaf_template, recorded_json
+from credo.ledger.canonical import CanonicalizationError, leaf_hash
+from credo.ledger.log import (
+    LEAF_FIELDS,
+    LeafTemplate,
+    leaf_document,
+    leaf_for,
+    leaf_template,
+    record_leaf_template,
+    recorded_json,
+)
 from credo.ledger.services import append, ingest, prepare
 from credo.ledger.validate import Checker, check_item
 from credo.runtime import Runtime
+from credo.store.db import insert_many
 from credo.store.tables import records, subjects
 
 TP = "CN-ZJ-HZ-TP"
@@ -77,6 +88,73 @@ def test_a_leaf_template_filled_in_is_the_leaf_of_the_record(
     }
     template = leaf_template(row, subject)
     assert template.leaf(recorded_json(recorded_at), seq) == leaf_for(row, subject)
+
+
+# Any text, lone surrogates included (which RFC 8785 cannot hold: both paths must refuse them).
+ANY_TEXT = st.one_of(TRICKY, st.text(st.characters(codec=None, categories=None), max_size=12))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    agency_ref=ANY_TEXT,
+    evidence=ANY_TEXT,
+    jurisdiction=ANY_TEXT,
+    rule=ANY_TEXT,
+    kind=st.one_of(st.sampled_from(["incident", "retraction", "restoration"]), ANY_TEXT),
+    seq=st.integers(1, 2**53 - 1),
+    rule_version=st.one_of(st.integers(0, 2**53 - 1), st.sampled_from([-1, 2**53, 2**63 - 1])),
+    target_seq=st.one_of(st.none(), st.integers(0, 2**53 - 1), st.sampled_from([2**53, 2**63 - 1])),
+    content_hash=st.binary(min_size=32, max_size=32),
+    occurred_on=st.dates(date(1, 1, 1), date(9999, 12, 31)),
+    recorded_at=st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC)),
+    subject=st.one_of(
+        st.sampled_from(
+            [SubjectId("person", "11010519491231002X"), SubjectId("foreign", "DE:C01X00T47")]  # type: ignore[arg-type]
+        ),
+        st.builds(SubjectId, st.just("foreign"), ANY_TEXT),
+    ),
+)
+def test_the_record_leaf_written_directly_is_the_rfc8785_reference_leaf(
+    agency_ref: str,
+    evidence: str,
+    jurisdiction: str,
+    rule: str,
+    kind: str,
+    seq: int,
+    rule_version: int,
+    target_seq: int | None,
+    content_hash: bytes,
+    occurred_on: date,
+    recorded_at: datetime,
+    subject: SubjectId,
+) -> None:
+    row: dict[str, Any] = {
+        "seq": seq,
+        "agency": TP,
+        "agency_ref": agency_ref,
+        "kind": kind,
+        "rule": rule,
+        "rule_version": rule_version,
+        "jurisdiction": jurisdiction,
+        "occurred_on": occurred_on,
+        "recorded_at": recorded_at,
+        "evidence": evidence,
+        "target_seq": target_seq,
+        "content_hash": content_hash,
+    }
+    try:
+        expected: bytes | None = leaf_hash(rfc8785.dumps(leaf_document(row, subject)))
+    except (rfc8785.CanonicalizationError, UnicodeError):
+        expected = None
+    try:
+        template = record_leaf_template(
+            TP, agency_ref, kind, rule, rule_version, jurisdiction, occurred_on, evidence,
+            target_seq, content_hash, subject,
+        )
+        found: bytes | None = template.leaf(recorded_json(recorded_at), seq)
+    except CanonicalizationError:
+        found = None
+    assert found == expected
 
 
 def test_leaf_fields_are_in_canonical_order_and_are_the_whole_document() -> None:
@@ -209,3 +287,33 @@ def _valid(kind: str, number: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_a_subject_another_writer_added_after_the_look_up_keeps_its_number(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from credo.ledger import services
+
+    with runtime.db.begin() as conn:
+        made = insert_many(
+            conn, subjects, ("kind", "identifier", "created_at"), [("person", person_id(7), NOW)],
+            returning=("id", "identifier"),
+        )
+        assert [identifier for _, identifier in made] == [person_id(7)]
+        theirs = made[0][0]
+        looked_up = services._subject_rows
+        calls: list[list[str]] = []
+
+        def before_the_other_writer(c: Connection, kind: str, identifiers: Any) -> dict[tuple[str, str], int]:
+            calls.append(list(identifiers))
+            # The first look-up ran before the other writer's subject existed.
+            return {} if len(calls) == 1 else looked_up(c, kind, identifiers)
+
+        monkeypatch.setattr(services, "_subject_rows", before_the_other_writer)
+        wanted = [SubjectId("person", person_id(7)), SubjectId("person", person_id(8))]  # type: ignore[arg-type]
+        numbers = services.subject_numbers(conn, wanted, NOW)
+        count = conn.execute(select(func.count()).select_from(subjects)).scalar_one()
+    assert numbers[("person", person_id(7))] == theirs
+    assert calls[1:] == [[person_id(7)]]  # only the one the insert left out is read back
+    assert len(set(numbers.values())) == 2
+    assert count == 2

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import Connection, select, update
 
 from credo.ids import SubjectId
@@ -139,6 +140,89 @@ def leaf_template(row: Mapping[str, Any], subject: SubjectId) -> LeafTemplate:
     """The :class:`LeafTemplate` of a record (``row`` as for :func:`leaf_document`, without
     ``seq`` and ``recorded_at``)."""
     return LeafTemplate.of(_fields_known_early(row, subject))
+
+
+_json = orjson.dumps
+
+
+def record_leaf_template(
+    agency: str,
+    agency_ref: str,
+    kind: str,
+    rule: str,
+    rule_version: int,
+    jurisdiction: str,
+    occurred_on: date,
+    evidence: str,
+    target_seq: int | None,
+    content_hash: bytes,
+    subject: SubjectId,
+) -> LeafTemplate:
+    """:func:`leaf_template` of a record given field by field, written directly (ingest's path).
+
+    The document has fixed ASCII member names, so its RFC 8785 form is the
+    members in :data:`LEAF_FIELDS` order, each name followed by its value:
+    a string is ``orjson.dumps`` of it (exactly JCS for every string orjson
+    accepts, ``tests/ledger/test_canonical.py``), a safe integer its digits,
+    a date ``YYYY-MM-DD`` and a hash its lowercase hex (neither needs an
+    escape). Anything else -- a value of another type, an integer beyond
+    2**53 - 1, a lone surrogate -- goes through :meth:`LeafTemplate.of`,
+    which refuses it as :func:`canonical_bytes` does. The two paths are
+    compared with the ``rfc8785`` reference in ``tests/ledger/test_ingest_path.py``.
+    """
+    if (
+        type(agency) is str
+        and type(agency_ref) is str
+        and type(kind) is str
+        and type(rule) is str
+        and type(jurisdiction) is str
+        and type(evidence) is str
+        and type(occurred_on) is date
+        and type(content_hash) is bytes
+        and type(rule_version) is int
+        and 0 <= rule_version <= MAX_SAFE_INTEGER
+        and (target_seq is None or (type(target_seq) is int and 0 <= target_seq <= MAX_SAFE_INTEGER))
+    ):
+        try:
+            subject_text = _json(str(subject))
+            return LeafTemplate(
+                b'\x00{"agency":'
+                + _json(agency)
+                + b',"agency_ref":'
+                + _json(agency_ref)
+                + b',"content_hash":"'
+                + content_hash.hex().encode()
+                + b'","evidence":'
+                + _json(evidence)
+                + b',"jurisdiction":'
+                + _json(jurisdiction)
+                + b',"kind":'
+                + _json(kind)
+                + b',"occurred_on":"'
+                + occurred_on.isoformat().encode()
+                + b'","recorded_at":',
+                b',"rule":' + _json(rule) + b',"rule_version":' + str(rule_version).encode() + b',"seq":',
+                b',"subject":'
+                + subject_text
+                + b',"target_seq":'
+                + (b"null" if target_seq is None else str(target_seq).encode())
+                + b"}",
+            )
+        except orjson.JSONEncodeError:
+            pass  # a lone surrogate: the general path says why it cannot be hashed
+    row = {
+        "agency": agency,
+        "agency_ref": agency_ref,
+        "kind": kind,
+        "rule": rule,
+        "rule_version": rule_version,
+        "jurisdiction": jurisdiction,
+        "occurred_on": occurred_on,
+        "evidence": evidence,
+        "target_seq": target_seq,
+        "content_hash": content_hash,
+    }
+    return leaf_template(row, subject)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, select
 
 from credo.catalog.registry import Registry
 from credo.ids import SubjectId
-from credo.ledger.log import LeafTemplate, LedgerLog, leaf_template, recorded_json
+from credo.ledger.log import LeafTemplate, LedgerLog, record_leaf_template, recorded_json
 from credo.ledger.validate import Checker, Draft
 from credo.store.db import insert_many, one_of
 from credo.store.tables import quarantine, quarantine_releases, records, subjects
@@ -118,7 +118,7 @@ def _existing_refs(conn: Connection, agency: str, refs: Sequence[str]) -> dict[s
         select(records.c.agency_ref, records.c.seq, records.c.content_hash).where(
             records.c.agency == agency, one_of(conn, records.c.agency_ref, sorted(set(refs)))
         )
-    )
+    ).all()
     return {row.agency_ref: row for row in rows}
 
 
@@ -166,7 +166,7 @@ def _subject_rows(conn: Connection, kind: str, identifiers: Sequence[str]) -> di
         select(subjects.c.id, subjects.c.identifier).where(
             subjects.c.kind == kind, one_of(conn, subjects.c.identifier, identifiers)
         )
-    )
+    ).all()
     return {(kind, identifier): int(number) for number, identifier in rows}
 
 
@@ -183,16 +183,19 @@ def subject_numbers(
         out.update(found)
         new = sorted(identifiers - {identifier for _, identifier in found})
         if new:
-            # Another writer (a token for a new subject) may add one meanwhile:
-            # leave it be, and read every number back.
-            insert_many(
+            made = insert_many(
                 conn,
                 subjects,
                 ("kind", "identifier", "created_at"),
                 [(kind, identifier, now) for identifier in new],
                 skip_existing=True,
+                returning=("id", "identifier"),
             )
-            out.update(_subject_rows(conn, kind, new))
+            out.update({(kind, identifier): int(number) for number, identifier in made})
+            if len(made) < len(new):
+                # Another writer (a token for a new subject) added one meanwhile:
+                # it was left be, and its number is read back.
+                out.update(_subject_rows(conn, kind, [i for i in new if (kind, i) not in out]))
     return out
 
 
@@ -215,19 +218,17 @@ def prepare(
 def _template(
     agency: str, d: Draft, subject: SubjectId, rule: str, rule_version: int, target_seq: int | None
 ) -> LeafTemplate:
-    return leaf_template(
-        {
-            "agency": agency,
-            "agency_ref": d.agency_ref,
-            "kind": d.kind,
-            "rule": rule,
-            "rule_version": rule_version,
-            "jurisdiction": d.jurisdiction,
-            "occurred_on": d.occurred_on,
-            "evidence": d.evidence,
-            "target_seq": target_seq,
-            "content_hash": d.content_hash,
-        },
+    return record_leaf_template(
+        agency,
+        d.agency_ref,
+        d.kind,
+        rule,
+        rule_version,
+        d.jurisdiction,
+        d.occurred_on,
+        d.evidence,
+        target_seq,
+        d.content_hash,
         subject,
     )
 

@@ -100,32 +100,27 @@ def for_records(
     bulk: one insert for the notices, one look-up of their subjects' channels.
     """
     made: list[tuple[int, str, dict[str, Any], int]] = []
-    deadlines: dict[str, date] = {}
+    # What a notice says about its rule (and, for an incident, the appeal
+    # deadline in its jurisdiction) is the same for every record of that rule
+    # version: worked out once per batch, not per record.
+    said: dict[tuple[Any, ...], tuple[str, dict[str, Any], dict[str, Any]] | None] = {}
     for row in rows:
-        versions = {v.version: v for v in catalogs.rule_versions(row["rule"])}
-        rule = versions.get(int(row["rule_version"]))
-        if rule is None:
+        key = (row["rule"], row["rule_version"], row["kind"], row["jurisdiction"])
+        if key in said:
+            found = said[key]
+        else:
+            found = said[key] = _what_is_said(catalogs, *key, now)
+        if found is None:
             continue
-        if row["kind"] == "incident" and rule.points >= 0:
-            continue
+        kind, about, deadline = found
         body = {
+            "kind": kind,
             "seq": row["seq"],
-            "rule": rule.code,
-            "title_en": rule.title_en,
-            "title_zh": rule.title_zh,
-            "legal_basis": rule.legal_basis,
-            "points": rule.points,
-            "jurisdiction": row["jurisdiction"],
+            **about,
             "occurred_on": row["occurred_on"],
             "target_seq": row.get("target_seq"),
+            **deadline,
         }
-        if row["kind"] == "incident":
-            j = row["jurisdiction"]
-            if j not in deadlines:
-                deadlines[j] = appeal_deadline(catalogs, j, now)
-            body["appeal_by"] = deadlines[j]
-            body["places_on"] = rule.places_on
-        kind = {"incident": "record", "retraction": "retraction", "restoration": "restoration"}[row["kind"]]
         made.append((int(row["subject_id"]), kind, body, int(row["seq"])))
     if not made:
         return 0
@@ -141,16 +136,43 @@ def for_records(
         conn,
         notices,
         ("subject_id", "kind", "issued_at", "body", "record_seq"),
-        [
-            (sid, kind, now, _body_text({"kind": kind, **body}), seq)
-            for sid, kind, body, seq in made
-            if sid not in reached
-        ],
+        [(sid, kind, now, _body_text(body), seq) for sid, kind, body, seq in made if sid not in reached],
     )
     for sid, kind, body, seq in made:  # subjects with a channel: each notice queued for delivery
         if sid in reached:
             create(conn, sid, kind, body, now, record_seq=seq)
     return len(made)
+
+
+_NOTICE_KINDS = {"incident": "record", "retraction": "retraction", "restoration": "restoration"}
+
+
+def _what_is_said(
+    catalogs: Registry, code: str, version: Any, record_kind: str, jurisdiction: str, now: datetime
+) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+    """(notice kind, the rule's members, the appeal members) of the notice of records of one
+    rule version, kind and jurisdiction; None when such a record needs no notice.
+
+    A body is ``{kind, seq, rule, title_en, title_zh, legal_basis, points,
+    jurisdiction, occurred_on, target_seq}`` and, for an incident,
+    ``appeal_by`` and ``places_on``.
+    """
+    rule = next((v for v in catalogs.rule_versions(code) if v.version == int(version)), None)
+    if rule is None or (record_kind == "incident" and rule.points >= 0):
+        return None
+    kind = _NOTICE_KINDS[record_kind]
+    about = {
+        "rule": rule.code,
+        "title_en": rule.title_en,
+        "title_zh": rule.title_zh,
+        "legal_basis": rule.legal_basis,
+        "points": rule.points,
+        "jurisdiction": jurisdiction,
+    }
+    deadline: dict[str, Any] = {}
+    if kind == "record":
+        deadline = {"appeal_by": appeal_deadline(catalogs, jurisdiction, now), "places_on": rule.places_on}
+    return kind, about, deadline
 
 
 # One template per kind and language; fields come from the notice body.

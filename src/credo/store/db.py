@@ -248,7 +248,8 @@ def insert_many(
     rows: Sequence[Sequence[Any]],
     *,
     skip_existing: bool = False,
-) -> None:
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
     """Insert ``rows`` (tuples in ``columns`` order) with the driver's bulk path.
 
     SQLite: one ``INSERT ... VALUES (...), (...), ...`` per as many rows as
@@ -258,23 +259,29 @@ def insert_many(
     date and time texts), without its per-value bookkeeping. With
     ``skip_existing`` a row that would break a unique constraint is left out
     (``ON CONFLICT DO NOTHING``). Runs in the connection's transaction.
+    With ``returning`` (column names) the inserted rows' values of those
+    columns come back, in no particular order (PostgreSQL then inserts with
+    ``INSERT ... SELECT FROM unnest(...)`` rather than ``COPY``).
     """
     if not rows:
-        return
+        return []
     cols = [table.c[name] for name in columns]
     names = ", ".join(f'"{c.name}"' for c in cols)
+    back = (" RETURNING " + ", ".join(f'"{table.c[name].name}"' for name in returning)) if returning else ""
+    tail = " ON CONFLICT DO NOTHING" if skip_existing else ""
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
     if conn.dialect.name == "postgresql":
-        if skip_existing:
+        if skip_existing or returning:
             types = [f"{c.type.compile(conn.dialect)}[]" for c in cols]
             arrays = ", ".join(f"%s::{t}" for t in types)
-            conn.exec_driver_sql(
+            result = conn.exec_driver_sql(
                 f'INSERT INTO "{table.name}" ({names}) SELECT * FROM unnest({arrays})'  # noqa: S608
-                " ON CONFLICT DO NOTHING",
+                + tail
+                + back,
                 tuple(list(column) for column in zip(*rows, strict=True)),
             )
-            return
+            return [tuple(row) for row in result.fetchall()] if returning else []
         statement = f'COPY "{table.name}" ({names}) FROM STDIN'
         cursor = dbapi.cursor()
         try:
@@ -288,7 +295,7 @@ def insert_many(
             ) from exc
         finally:
             cursor.close()
-        return
+        return []
     # SQLite: SQLAlchemy's bind processors turn dates and times into its
     # texts, each distinct one converted once. (Its binary processor only
     # wraps bytes, which sqlite3 takes as they are.)
@@ -306,12 +313,15 @@ def insert_many(
     # once and runs the whole insert in one step (executemany steps row by
     # row, and the sqlite3 module takes the GIL back after every row).
     per_row = "(" + ", ".join("?" * len(cols)) + ")"
-    tail = " ON CONFLICT DO NOTHING" if skip_existing else ""
     limit = dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
     step = max(1, min(len(rows), limit // len(cols)))
+    inserted: list[tuple[Any, ...]] = []
     for start in range(0, len(rows), step):
         chunk = rows[start : start + step]
-        conn.exec_driver_sql(
-            f'INSERT INTO "{table.name}" ({names}) VALUES {", ".join([per_row] * len(chunk))}{tail}',  # noqa: S608
+        result = conn.exec_driver_sql(
+            f'INSERT INTO "{table.name}" ({names}) VALUES {", ".join([per_row] * len(chunk))}{tail}{back}',  # noqa: S608
             tuple(chain.from_iterable(chunk)),
         )
+        if returning:
+            inserted.extend(tuple(row) for row in result.fetchall())
+    return inserted
