@@ -29,7 +29,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -291,6 +291,46 @@ def _source(root: Path, name: str) -> str:
     return _parquet(root / name / "**" / "*.parquet", hive=True)
 
 
+def _bucket_files(root: Path, name: str, buckets: Iterable[int]) -> list[str]:
+    """The Parquet files of ``buckets`` under ``root/name`` (Hive layout ``bucket=N/...``)."""
+    files: list[str] = []
+    for b in buckets:
+        files.extend(sorted(str(f) for f in (root / name / f"bucket={b}").rglob("*.parquet")))
+    return files
+
+
+def _parquet_list(files: Sequence[str]) -> str:
+    quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    return f"read_parquet([{quoted}], hive_partitioning = true)"
+
+
+def install_pass(con: duckdb.DuckDBPyConnection, root: Path, buckets: Iterable[int]) -> bool:
+    """Point ``ledger_records`` and ``ledger_appeals`` at the files of ``buckets`` only.
+
+    The files are named, not found by a ``bucket IN (...)`` filter over the
+    whole export: DuckDB estimates a Hive-filtered scan from the first file
+    of the glob, so every pass without bucket 0 was planned for one row
+    (nested-loop joins, hash tables built on the 10-million-row side:
+    twice the time, bench/RESULTS.md "Rescore"). False when the buckets hold
+    no records (nothing to score in this pass).
+    """
+    chosen = list(buckets)
+    records = _bucket_files(root, "records", chosen)
+    if not records:
+        return False
+    appeal_files = _bucket_files(root, "appeals", chosen)
+    # Without appeal files: the export's appeals, none chosen (empty, typed).
+    appeals = (
+        appeals_adapter("duckdb", _parquet_list(appeal_files))
+        if appeal_files
+        else appeals_adapter("duckdb", _source(root, "appeals"), "1 = 0")
+    )
+    records_sql = records_adapter("duckdb", _parquet_list(records))
+    con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_records AS {records_sql}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_appeals AS {appeals}")
+    return True
+
+
 def rescore_parquet(
     root: Path | str,
     evals: Sequence[Evaluation],
@@ -312,29 +352,28 @@ def rescore_parquet(
     with duckdb_connection(options) as con:
         _install_catalog(con, root / "catalog")
         _register(con, "evaluations", evaluations(evals).to_arrow())
-        if passes == 1:
-            con.execute(f"CREATE TEMP VIEW ledger_records AS {records_adapter('duckdb', records)}")
-            con.execute(f"CREATE TEMP VIEW ledger_appeals AS {appeals_adapter('duckdb', appeals)}")
-            con.execute(f"CREATE TEMP VIEW result AS {render('ranked', 'duckdb')}")
-            return _collect(con, with_eval, out)
-        # One pass per group of buckets, each writing its subjects' scores to
-        # a scratch Parquet file; then one statement ranks them all.
-        scratch = Path(tempfile.mkdtemp(prefix="credo-passes-", dir=options.temp_directory))
-        try:
-            for i in range(passes):
-                where = "bucket IN (" + ", ".join(str(b) for b in range(i, buckets, passes)) + ")"
-                for name, adapter, source in (
-                    ("ledger_records", records_adapter, records),
-                    ("ledger_appeals", appeals_adapter, appeals),
-                ):
-                    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {adapter('duckdb', source, where)}")
-                part = str(scratch / f"pass-{i:05d}.parquet").replace("'", "''")
-                con.execute(f"COPY ({render('scores', 'duckdb')}) TO '{part}' (FORMAT parquet)")
-            con.execute(f"CREATE TEMP VIEW scores AS SELECT * FROM {_parquet(scratch / '*.parquet')}")  # noqa: S608
-            con.execute(f"CREATE TEMP VIEW result AS {render('ranked', 'duckdb', provided=['scores'])}")
-            return _collect(con, with_eval, out)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        if passes > 1:
+            # One pass per group of buckets, each writing its subjects' scores to
+            # a scratch Parquet file; then one statement ranks them all.
+            scratch = Path(tempfile.mkdtemp(prefix="credo-passes-", dir=options.temp_directory))
+            try:
+                for i in range(passes):
+                    if install_pass(con, root, range(i, buckets, passes)):
+                        part = str(scratch / f"pass-{i:05d}.parquet").replace("'", "''")
+                        con.execute(f"COPY ({render('scores', 'duckdb')}) TO '{part}' (FORMAT parquet)")
+                if any(scratch.glob("*.parquet")):
+                    union = _parquet(scratch / "*.parquet")
+                    con.execute(f"CREATE TEMP VIEW scores AS SELECT * FROM {union}")  # noqa: S608
+                    ranked = render("ranked", "duckdb", provided=["scores"])
+                    con.execute(f"CREATE TEMP VIEW result AS {ranked}")
+                    return _collect(con, with_eval, out)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        # One pass (or passes that found no records: the same statement gives the empty result, typed).
+        con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_records AS {records_adapter('duckdb', records)}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_appeals AS {appeals_adapter('duckdb', appeals)}")
+        con.execute(f"CREATE TEMP VIEW result AS {render('ranked', 'duckdb')}")
+        return _collect(con, with_eval, out)
 
 
 # ---------------------------------------------------------------------------

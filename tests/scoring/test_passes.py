@@ -1,0 +1,77 @@
+"""DuckDB's bucket passes read exactly their buckets, and DuckDB knows how many rows that is.
+
+A pass once selected its buckets with ``bucket IN (...)`` over the whole
+export's glob; DuckDB estimated such a scan from the first file of the glob,
+so every pass without bucket 0 was planned for one row, and ran twice as
+long (bench/RESULTS.md "Rescore"). The answers were right either way
+(tests/scoring/test_engines.py compares them); this pins the plan's input.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from credo.ledger.export import APPEAL_PARTITIONS, APPEAL_SCHEMA, RECORD_PARTITIONS, RECORD_SCHEMA
+from credo.scoring.batch import install_pass
+
+BUCKETS = 4
+
+
+def _export(root: Path, per_bucket: int) -> None:
+    n = per_bucket * BUCKETS
+    when = datetime(2025, 1, 2, tzinfo=UTC)
+    records = pa.table(
+        {
+            "seq": list(range(1, n + 1)),
+            "agency": ["A"] * n,
+            "kind": ["incident" if i % 10 else "retraction" for i in range(n)],
+            "subject_id": list(range(n)),
+            "rule": ["R"] * n,
+            "rule_version": [1] * n,
+            "jurisdiction": ["J"] * n,
+            "occurred_on": [date(2025, 1, 1)] * n,
+            "recorded_at": [when] * n,
+            "target_seq": [None] * n,
+            "bucket": [i % BUCKETS for i in range(n)],
+        },
+        schema=RECORD_SCHEMA,
+    )
+    appeals = pa.table(
+        {"id": [1], "record_seq": [3], "subject_id": [2], "filed_at": [when], "deadline_at": [when],
+         "decided_at": [None], "outcome": [None], "bucket": [2]},
+        schema=APPEAL_SCHEMA,
+    )
+    for name, table, parts in (("records", records, RECORD_PARTITIONS), ("appeals", appeals, APPEAL_PARTITIONS)):
+        ds.write_dataset(table, root / name, format="parquet",
+                         partitioning=ds.partitioning(parts, flavor="hive"))
+
+
+def _estimate(con: duckdb.DuckDBPyConnection, query: str) -> int:
+    plan = str(con.execute("EXPLAIN " + query).fetchall()[0][1])
+    return max(int(x.replace(",", "")) for x in re.findall(r"~([\d,]+)", plan))
+
+
+def test_a_pass_reads_its_buckets_and_is_planned_for_their_rows(tmp_path: Path) -> None:
+    _export(tmp_path, per_bucket=5_000)
+    con = duckdb.connect()
+    assert install_pass(con, tmp_path, [1, 3])
+    subjects = [r[0] for r in con.execute("SELECT subject_id FROM ledger_records").fetchall()]
+    assert len(subjects) == 10_000 and {s % BUCKETS for s in subjects} == {1, 3}
+    # Planned for its rows, not for one row.
+    assert _estimate(con, "SELECT * FROM ledger_records") >= 10_000
+    # Buckets without appeals: none, with the columns the definition reads.
+    assert con.execute("SELECT count(*), min(deadline_us) FROM ledger_appeals").fetchone() == (0, None)
+    assert install_pass(con, tmp_path, [2])
+    assert con.execute("SELECT record_seq FROM ledger_appeals").fetchall() == [(3,)]
+
+
+def test_a_pass_over_buckets_without_records_is_skipped(tmp_path: Path) -> None:
+    _export(tmp_path, per_bucket=10)
+    con = duckdb.connect()
+    assert not install_pass(con, tmp_path, [BUCKETS, BUCKETS + 1])
