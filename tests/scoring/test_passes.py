@@ -47,9 +47,12 @@ def _export(root: Path, per_bucket: int) -> None:
          "decided_at": [None], "outcome": [None], "bucket": [2]},
         schema=APPEAL_SCHEMA,
     )
-    for name, table, parts in (("records", records, RECORD_PARTITIONS), ("appeals", appeals, APPEAL_PARTITIONS)):
-        ds.write_dataset(table, root / name, format="parquet",
-                         partitioning=ds.partitioning(parts, flavor="hive"))
+    for name, table, parts in (
+        ("records", records, RECORD_PARTITIONS),
+        ("appeals", appeals, APPEAL_PARTITIONS),
+    ):
+        hive = ds.partitioning(parts, flavor="hive")
+        ds.write_dataset(table, root / name, format="parquet", partitioning=hive)
 
 
 def _estimate(con: duckdb.DuckDBPyConnection, query: str) -> int:
