@@ -85,3 +85,34 @@ def test_any_single_sequence_digit_change_is_caught(born: date, position: int, d
 def test_generated_uscc_validate(org: str) -> None:
     code = make_uscc("9", "1", "330100", org)
     assert parse_subject("organisation", code).identifier == code
+
+
+def _person_then_organisation(number: str) -> tuple[str, str]:
+    """What a bare 18-character code means: a person if it is one, else an organisation,
+    else the person's reason (the rule ``parse_subject_ref`` follows)."""
+    try:
+        return "person", parse_subject("person", number).identifier
+    except IdentifierError as as_person:
+        try:
+            return "organisation", parse_subject("organisation", number).identifier
+        except IdentifierError:
+            return "refused", str(as_person)
+
+
+@given(
+    code=st.one_of(
+        st.text(alphabet="0123456789ABCDEFGHJKLMNPQRTUWXYIOSVZx", min_size=18, max_size=18),
+        st.builds(lambda n: make_ric("330102", date(1990, 1, 1), n % 1000)[:-1] + "X", st.integers(0, 999)),
+        st.builds(lambda org: make_uscc("9", "1", "330100", org),
+                  st.text(alphabet="0123456789ABCDEFGHJKLMNPQRTUWXY", min_size=9, max_size=9)),
+        st.builds(lambda org: "9" + make_uscc("9", "1", "330100", org)[1:],
+                  st.text(alphabet="0123456789", min_size=9, max_size=9)),
+    )
+)
+def test_a_bare_code_is_a_person_else_an_organisation_else_refused_with_the_persons_reason(code: str) -> None:
+    try:
+        found = parse_subject_ref(code)
+        answer = (found.kind, found.identifier)
+    except IdentifierError as exc:
+        answer = ("refused", str(exc))
+    assert answer == _person_then_organisation(code)

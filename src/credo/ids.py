@@ -75,6 +75,9 @@ def _birth_date(yyyymmdd: str) -> date | None:
         return None
 
 
+# A (region, year) answer is remembered too: the spans' walk is most of a new
+# identifier's check, and a population's people come from a few regions and years.
+@lru_cache(maxsize=1 << 15)
 def _region_in_use(region: str, year: str) -> bool:
     """``stdnum.cn.ric.get_birth_place`` succeeds for this region and birth year."""
     spans = _region_spans(region)
@@ -218,11 +221,19 @@ def _parse_subject_ref(ref: str) -> SubjectId:
         return _parse_subject("foreign", ref)
     # A code can be all digits and pass both checks' shapes: try a person
     # first, then an organisation, and report the person's reason if neither fits.
+    # (A code that cannot be a person's -- a letter before the last place --
+    # goes to the organisation check at once: raising the person's reason
+    # first would cost more than the check itself.)
+    if not (text[:17].isdigit() and (text[17].isdigit() or text[17] == "X")):
+        try:
+            return SubjectId("organisation", validate_uscc(text))
+        except IdentifierError:
+            pass
     try:
-        return _parse_subject("person", text)
+        return SubjectId("person", validate_ric(text))
     except IdentifierError as as_person:
         try:
-            return _parse_subject("organisation", text)
+            return SubjectId("organisation", validate_uscc(text))
         except IdentifierError:
             raise as_person from None
 

@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from operator import itemgetter
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
@@ -393,8 +394,8 @@ def append(
                 quarantine_id=int(qid),
             )
     result = BatchResult([o for o in outcomes if o is not None])
-    at = [RECORD_COLUMNS.index(name) for name in ACCEPTED_FIELDS]
-    result.accepted = [dict(zip(ACCEPTED_FIELDS, [row[i] for i in at], strict=True)) for row in new_rows]
+    pick = itemgetter(*(RECORD_COLUMNS.index(name) for name in ACCEPTED_FIELDS))
+    result.accepted = [dict(zip(ACCEPTED_FIELDS, pick(row), strict=True)) for row in new_rows]
     tree_head = log.append(conn, head, leaves, recorded_at) if leaves else head
     result.tree_size = tree_head.size
     result.checkpoint = tree_head.checkpoint
