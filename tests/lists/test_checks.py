@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from factories import RecordFactory, person_id
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 
 from credo.access.services import create_token
 from credo.api.app import create_app
+from credo.api.fastpath import ChecksFastPath
 from credo.ids import parse_subject_ref
 from credo.ledger.services import ingest
+from credo.lists.checklog import checks_about
 from credo.lists.derive import NewListing, Plan
 from credo.lists.services import PartyError, apply_plan, build_index, listing_views, register_party
 from credo.runtime import Runtime
@@ -219,3 +223,81 @@ def test_public_lookup_of_the_defaulter_list(runtime: Runtime) -> None:
 def test_party_registration_checks_its_measures(runtime: Runtime) -> None:
     with runtime.db.begin() as conn, pytest.raises(PartyError, match="measures: unknown measure 'teleport'"):
         register_party(conn, runtime.catalogs, "X", name="X", sector="s", purpose="p", measures=["teleport"])
+
+
+def _fast_path(app: FastAPI) -> ChecksFastPath:
+    node = app.middleware_stack
+    while not isinstance(node, ChecksFastPath):
+        node = node.app  # type: ignore[union-attr]
+    return node
+
+
+def test_a_known_relying_party_s_calls_take_the_fast_path_and_get_the_routes_answers(
+    runtime: Runtime, airline: str
+) -> None:
+    """POST /api/v1/checks past FastAPI (``api/fastpath.py``) answers and refuses exactly as the
+    route does: the same statuses, headers, bodies, check-log calls and access-log rows."""
+    listed, clean = person_id(), person_id()
+    list_defaulter(runtime, listed, started=date.today() - timedelta(days=20), now=datetime.now(UTC))
+    calls: list[Any] = [
+        [{"subject": listed, "measure": "air-travel"}, {"subject": clean, "measure": "high-speed-rail"}],
+        [],
+        b"[{",
+        b'{"subject": 1}',
+        [{"subject": "123", "measure": "air-travel"}],
+        [{"subject": clean}],
+        [{"subject": clean, "measure": "air-travel"}, {"subject": clean, "measure": "state-bank-loan"}],
+        [{"subject": clean, "measure": "air-travel"}] * 1001,
+    ]
+    seen = {}
+    for seconds in (0.0, 60.0):  # 0: every call authenticates through the route
+        app = create_app(
+            Runtime(runtime.settings.replace(token_cache_seconds=seconds), runtime.db, runtime.catalogs)
+        )
+        c = TestClient(app, headers={"Authorization": f"Bearer {airline}"})
+        assert c.post("/api/v1/checks", json=[]).status_code == 200  # the token's first call: the route
+        app.state.access_writer.queue.queue.clear()
+        answers = []
+        for call in calls:
+            res = c.post(
+                "/api/v1/checks", **({"content": call} if isinstance(call, bytes) else {"json": call})
+            )
+            answers.append(
+                (
+                    res.status_code,
+                    sorted((k, v) for k, v in res.headers.items() if k != "x-request-id"),
+                    [{**a, "ref": "-".join(["R", a["ref"].rsplit("-")[1]])} for a in res.json()]
+                    if res.status_code == 200
+                    else res.json(),
+                )
+            )
+        rows = [
+            {k: v for k, v in row.items() if k not in ("at", "request_id")}
+            for row in app.state.access_writer.queue.queue
+        ]
+        seen[seconds] = (answers, rows, _fast_path(app).served)
+    assert seen[0.0][2] == 0 and seen[60.0][2] == len(calls)
+    assert seen[60.0][:2] == seen[0.0][:2]
+    assert [a[0] for a in seen[0.0][0]] == [200, 200, 400, 422, 422, 422, 403, 413]
+    assert seen[0.0][0][0][2][0]["decision"] == "denied" and seen[0.0][1][0]["purpose"].startswith("ticket")
+    with runtime.db.read() as conn:
+        assert len(checks_about(conn, str(parse_subject_ref(listed)))) == 2  # logged on both paths
+
+
+def test_the_fast_path_leaves_other_callers_and_query_strings_to_the_route(
+    runtime: Runtime, airline: str
+) -> None:
+    app = create_app(runtime)
+    c = TestClient(app, headers={"Authorization": f"Bearer {airline}"})
+    item = [{"subject": person_id(), "measure": "air-travel"}]
+    assert c.post("/api/v1/checks", json=item).status_code == 200
+    res = c.post("/api/v1/checks", params={"x": "1"}, json=item)
+    assert res.status_code == 422 and res.json()["detail"].startswith("query.x: unknown parameter")
+    with runtime.db.begin() as conn:
+        agency = create_token(conn, "agency", agency="CN-ZJ-HZ-TP")
+    for token in (agency, agency, "nope"):
+        res = c.post("/api/v1/checks", json=item, headers={"Authorization": f"Bearer {token}"})
+        assert res.status_code == (401 if token == "nope" else 403)
+    assert _fast_path(app).served == 0
+    assert c.post("/api/v1/checks", json=item).status_code == 200
+    assert _fast_path(app).served == 1

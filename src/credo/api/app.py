@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from credo.api import openapi, problems
 from credo.api.deps import TokenCache, plain_parameters
+from credo.api.fastpath import ChecksFastPath
 from credo.api.guard import AccessWriter, GuardMiddleware, Limits, configure_logging
 from credo.api.routers import audit, health, lists, me, records, review, scores
 from credo.lists.checklog import CheckLog
@@ -101,6 +102,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.check_log = check_log
     app.state.access_writer = writer
     app.state.token_cache = TokenCache(float(settings.token_cache_seconds))
+    app.state.party_cache = lists.PartyCache()
     routers = (
         health.router,
         records.router,
@@ -115,6 +117,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     for router in routers:
         app.include_router(router, dependencies=[Depends(plain_parameters)])
     install_web(app)  # the pages: same services, out of the OpenAPI document
+    app.add_middleware(ChecksFastPath)  # innermost: inside the metrics and the guard
     app.add_middleware(MetricsMiddleware)
     configure_logging()
     app.add_middleware(

@@ -82,12 +82,18 @@ def _read_principal(runtime: Runtime, token: str) -> Principal | None:
         return authenticate(conn, token)
 
 
-async def get_principal(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> Principal:
-    header = request.headers.get("authorization", "")
+def bearer_token(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, None if it is not one."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
+        return None
+    return token.strip()
+
+
+async def get_principal(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> Principal:
+    token = bearer_token(request.headers.get("authorization", ""))
+    if token is None:
         raise Problem(401, "Unauthorized", "send Authorization: Bearer <token>")
-    token = token.strip()
     cache: TokenCache = request.app.state.token_cache  # made by create_app
     digest = hash_token(token)
     principal = cache.get(digest)

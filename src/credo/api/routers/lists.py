@@ -82,21 +82,29 @@ class PartyCache:
 
 
 @router.post("/checks", response_model=list[CheckAnswer], openapi_extra=_CHECK_BODY)
-async def post_checks(request: Request, runtime: RuntimeDep, principal: PartyDep) -> Response:
+async def post_checks(request: Request, principal: PartyDep) -> Response:
     """Up to 1,000 {subject, measure} questions (a manifest); per item the decision and a ref.
 
     Every item is logged (the check log the subject reads) before the answer is sent.
     """
+    answers = await check_answers(request.app.state, principal, await request.body(), request.scope["state"])
+    return Response(answers, media_type="application/json")
+
+
+async def check_answers(
+    state: Any, principal: Principal, body: bytes, request_state: dict[str, Any]
+) -> bytes:
+    """The answers to a relying party's call (``body``, its JSON), logged before they are returned;
+    ``Problem`` for a call refused. What ``POST /api/v1/checks`` does, on both of its paths
+    (the FastAPI route above and ``api.fastpath.ChecksFastPath``)."""
     try:
-        items = orjson.loads(await request.body())
+        items = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise Problem(400, "Malformed JSON", f"body: {exc}") from None
     if not isinstance(items, list):
         raise Problem(422, "Invalid request", "body: must be a JSON array of {subject, measure}")
-    state = request.app.state
-    parties: PartyCache | None = getattr(state, "party_cache", None)
-    if parties is None:
-        parties = state.party_cache = PartyCache()
+    runtime: Runtime = state.runtime
+    parties: PartyCache = state.party_cache
     code = principal.relying_party or ""
     # The database is reached from the thread pool, never from the event loop: a commit waits
     # for the disk, and SQLite's writer lock for other writers; neither may stall every request.
@@ -105,14 +113,14 @@ async def post_checks(request: Request, runtime: RuntimeDep, principal: PartyDep
         who = await shared_load(parties.loading, code, lambda: run_in_threadpool(parties.load, runtime, code))
     if not isinstance(who, Party):
         raise Problem(403, "Forbidden", "this token's relying party is not registered")
-    request.state.purpose = who.purpose
+    request_state["purpose"] = who.purpose
     try:
         answers, call = answer(state.index_keeper.current(), who, items, datetime.now(UTC))
     except CheckError as exc:
         raise Problem(exc.status, "Check refused", str(exc)) from None
     log: CheckLog | None = getattr(state, "check_log", None)
     await (log or CheckLog(runtime.db)).write(call)
-    return Response(orjson.dumps(answers), media_type="application/json")
+    return orjson.dumps(answers)
 
 
 def _subject_text(runtime: RuntimeDep, principal: Principal) -> str:
