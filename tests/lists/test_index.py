@@ -199,3 +199,16 @@ def test_keepers_sharing_a_folder_map_one_snapshot(runtime: Runtime, tmp_path: P
     assert two.refresh_if_changed()
     assert two.current().snapshot.path == one.current().snapshot.path
     assert two.current().decide("air-travel", str(parse_subject_ref(other))) == "denied"
+
+
+def test_a_manifest_of_canonical_persons_is_hashed_in_one_product_as_key_by_key() -> None:
+    rng = random.Random(11)
+    persons = [str(parse_subject_ref(person_id())) for _ in range(500)]
+    persons += ["person:10000000000000001X", "person:99999999999999999X"]  # extremes of the 17 digits
+    found = index_module.canonical_person_hashes(persons)
+    assert found is not None
+    assert found.tolist() == index_module.hashed(subject_keys(persons, b"", canonical=True)).tolist()
+    assert found.tolist() == [int(p[7:24]) * index_module.MULTIPLIER % 2**64 for p in persons]
+    organisation = rng.choice([s for s in people(rng, 200) if not s.startswith("person:")])
+    for other in (organisation, "person:Y", persons[0] + " ", "person:" + "１" * 17 + "X"):
+        assert index_module.canonical_person_hashes([*persons[:5], other]) is None

@@ -140,6 +140,44 @@ def _person_keys(subjects: Sequence[str], canonical: bool) -> U64 | None:
     return None if keys.min() == 0 else keys.view(np.uint64)
 
 
+def _weights_of_hashed_key() -> U64:
+    """Weights of the 26 bytes of a canonical person's row ("person:", 17 digits, check
+    character, NUL) whose sum, modulo 2**64, is the hashed key (``hashed``) of its digits.
+
+    The key is linear in the bytes: each digit's ASCII code times 10**k, less 48 times the
+    same; times MULTIPLIER, still linear modulo 2**64. So digit k weighs 10**k * MULTIPLIER,
+    and the constant (48 per digit) is carried by the second column, which is always "e"
+    (101: odd, so invertible modulo 2**64). The other columns weigh nothing.
+    """
+    weights = [0] * (_PERSON_LEN + 1)
+    for i in range(17):
+        weights[7 + i] = (10 ** (16 - i) * MULTIPLIER) & _MASK64
+    offset = 48 * sum(weights[7:24])
+    weights[1] = (-offset * pow(ord("e"), -1, 1 << 64)) & _MASK64
+    return np.array(weights, np.uint64)
+
+
+_HASH_WEIGHTS = _weights_of_hashed_key()
+
+
+def canonical_person_hashes(subjects: Sequence[str]) -> U64 | None:
+    """``hashed(subject_keys(subjects, ..., canonical=True))`` in one matrix product when every
+    text is a canonical person's (as ``parse_subject_ref`` gives them), else None.
+
+    The texts are joined with NUL after each; when the total is 26 bytes a text and every
+    row starts with "p" (only a person's canonical text does, and it has 25 characters),
+    row by row each is a person's text.
+    """
+    n = len(subjects)
+    try:
+        raw = ("\0".join(subjects) + "\0").encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    if len(raw) != (_PERSON_LEN + 1) * n or raw[:: _PERSON_LEN + 1] != b"p" * n:
+        return None
+    return np.frombuffer(raw, np.uint8).reshape(n, _PERSON_LEN + 1) @ _HASH_WEIGHTS
+
+
 def subject_keys(subjects: Sequence[str], secret: bytes, *, canonical: bool = False) -> U64:
     """Keys of many subjects: vectorised when all are persons, else one by one."""
     if not subjects:
@@ -164,7 +202,7 @@ def hashed(keys: U64) -> U64:
     return keys * _MULT
 
 
-FILTER_BITS = 20  # the overlay's filter: 128 KiB, ~5 % of subjects let through at 50,000 changed
+FILTER_BITS = 20  # the overlay's filter: 1 MiB, ~5 % of subjects let through at 50,000 changed
 _FILTER_SHIFT = np.uint64(64 - FILTER_BITS)
 SLOTS = 4  # keys per bucket: a look-up reads two buckets of 32 bytes
 LOAD = 0.9  # filled slots / slots: 8.9 bytes per listed subject
@@ -172,14 +210,17 @@ LOAD = 0.9  # filled slots / slots: 8.9 bytes per listed subject
 
 def buckets(h: U64, count: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """A hashed key's two candidate buckets: from its high and from its low 32 bits."""
-    pairs = candidates(h, count).reshape(-1, 2)
+    pairs = candidates(h, count).astype(np.int64).reshape(-1, 2)
     return pairs[:, 1], pairs[:, 0]
 
 
-def candidates(h: U64, count: int) -> npt.NDArray[np.int64]:
+_32 = np.uint64(32)
+
+
+def candidates(h: U64, count: int) -> U64:
     """Both buckets of each hashed key, interleaved (low-bits bucket, high-bits bucket):
     each 32-bit half times ``count``, divided by 2**32 (a multiply-shift range reduction)."""
-    return (h.view(np.uint32).astype(np.int64) * count) >> 32
+    return (h.view(np.uint32) * np.uint64(count)) >> _32
 
 
 def _cuckoo(h: U64, count: int, rng: np.random.Generator, rounds: int = 1000) -> npt.NDArray[np.int64] | None:
@@ -330,17 +371,25 @@ class Snapshot:
             return [], []
         if keys is None:
             keys = subject_keys(subjects, self.secret)
-        if h is None:
-            h = hashed(keys)
+        return self.matches(subjects, hashed(keys) if h is None else h, keys)
+
+    def matches(self, subjects: Sequence[str], h: U64, keys: U64 | None) -> tuple[list[int], list[int]]:
+        """``positions`` from the hashed keys ``h``; ``keys`` None: every subject is a canonical
+        person (``canonical_person_hashes``), whose key is exact and never 0."""
         both = candidates(h, len(self.table))
-        found = np.flatnonzero(self.table.take(both, axis=0) == np.repeat(h, 2)[:, None]).tolist()
+        # both buckets of each key side by side: row r holds its 2 * SLOTS slots' keys
+        found = np.flatnonzero(self.table.take(both, axis=0).reshape(len(h), 2 * SLOTS) == h[:, None])
         rows, slots = [], []
-        for f in found:  # few: only listed subjects (and a key of 0, which matches empty slots)
+        for f in found.tolist():  # few: only listed subjects (and a key of 0, which matches empty slots)
             row = f // (2 * SLOTS)
-            key = int(keys[row])
             slot = int(both[f // SLOTS]) * SLOTS + f % SLOTS
-            if key == 0 or (key >= _HASHED and not self._confirmed(subjects[row], slot)):
-                continue
+            if keys is None:
+                if not h[row]:
+                    continue
+            else:
+                key = int(keys[row])
+                if key == 0 or (key >= _HASHED and not self._confirmed(subjects[row], slot)):
+                    continue
             rows.append(row)
             slots.append(slot)
         return rows, slots
@@ -393,9 +442,10 @@ class CheckIndex:
     overlay: Mapping[str, frozenset[str]] = field(default_factory=dict)
     version: int = 0  # the last list change applied (snapshot or overlay)
     built_on: date | None = None
-    # One bit per value of a hashed key's top FILTER_BITS bits, set for the overlay's
-    # subjects: a manifest looks up in the overlay only the few subjects whose bit is set.
-    overlay_filter: npt.NDArray[np.uint8] | None = None
+    # One flag per value of a hashed key's top FILTER_BITS bits, set for the overlay's
+    # subjects: a manifest looks up in the overlay only the few subjects whose flag is set.
+    # (Bytes, not bits: one indexing per manifest, where bits took five numpy calls.)
+    overlay_filter: npt.NDArray[np.bool_] | None = None
 
     @classmethod
     def from_members(
@@ -414,20 +464,17 @@ class CheckIndex:
 
     def with_overlay(self, changes: Mapping[str, frozenset[str]], version: int) -> CheckIndex:
         """A new index with ``changes`` (subject -> measures that now apply) laid over this one's."""
-        at = (hashed(subject_keys(list(changes), self.snapshot.secret)) >> _FILTER_SHIFT).astype(np.int64)
-        bits = (
-            np.zeros(1 << (FILTER_BITS - 3), np.uint8)
-            if self.overlay_filter is None
-            else self.overlay_filter.copy()
+        marks = (
+            np.zeros(1 << FILTER_BITS, bool) if self.overlay_filter is None else self.overlay_filter.copy()
         )
-        np.bitwise_or.at(bits, at >> 3, np.left_shift(1, at & 7).astype(np.uint8))
+        marks[hashed(subject_keys(list(changes), self.snapshot.secret)) >> _FILTER_SHIFT] = True
         return CheckIndex(
             self.effects,
             self.snapshot,
             {**self.overlay, **changes},
             version,
             self.built_on,
-            overlay_filter=bits,
+            overlay_filter=marks,
         )
 
     def _decision(self, measure: str, applies: bool) -> str:
@@ -457,22 +504,23 @@ class CheckIndex:
             return [self.decide(m, s, canonical=canonical) for s, m in zip(subjects, measures, strict=True)]
         out = ["allowed"] * n
         snap = self.snapshot
-        keys = subject_keys(subjects, snap.secret, canonical=canonical)
-        h = hashed(keys)
-        rows, slots = snap.positions(subjects, keys, h)
-        if rows:
-            column = {m: i for i, m in enumerate(snap.measures)}
-            bits = snap.bits
-            for r, slot in zip(rows, slots, strict=True):
-                measure = measures[r]
-                i = column.get(measure)
-                if i is not None and (int(bits[i, slot >> 3]) >> (slot & 7)) & 1:
-                    out[r] = self._decision(measure, True)
+        keys = None
+        h = canonical_person_hashes(subjects) if canonical else None
+        if h is None:
+            keys = subject_keys(subjects, snap.secret, canonical=canonical)
+            h = hashed(keys)
+        if snap.size:
+            rows, slots = snap.matches(subjects, h, keys)
+            if rows:
+                column = {m: i for i, m in enumerate(snap.measures)}
+                bits = snap.bits
+                for r, slot in zip(rows, slots, strict=True):
+                    measure = measures[r]
+                    i = column.get(measure)
+                    if i is not None and (int(bits[i, slot >> 3]) >> (slot & 7)) & 1:
+                        out[r] = self._decision(measure, True)
         if self.overlay_filter is not None:  # the few subjects the filter lets through
-            at = (h >> _FILTER_SHIFT).astype(np.int64)
-            for r in np.flatnonzero(
-                (self.overlay_filter.take(at >> 3) >> (at & 7).astype(np.uint8)) & 1
-            ).tolist():
+            for r in np.flatnonzero(self.overlay_filter[h >> _FILTER_SHIFT]).tolist():
                 changed = self.overlay.get(subjects[r])
                 if changed is not None:
                     out[r] = self._decision(measures[r], measures[r] in changed)
