@@ -57,6 +57,8 @@ def test_request_id_is_echoed_or_made(runtime: Runtime) -> None:
     client = app_with(runtime)
     assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
     assert len(client.get("/healthz", headers={"X-Request-ID": "bad id!"}).headers["x-request-id"]) == 32
+    made = {client.get("/livez").headers["x-request-id"] for _ in range(50)}
+    assert len(made) == 50 and all(len(m) == 32 and int(m, 16) >= 0 for m in made)
 
 
 def test_a_body_over_the_limit_is_413(runtime: Runtime) -> None:
