@@ -96,16 +96,22 @@ ANY_TEXT = st.one_of(TRICKY, st.text(st.characters(codec=None, categories=None),
 
 @settings(max_examples=500, deadline=None)
 @given(
-    agency_ref=ANY_TEXT,
-    evidence=ANY_TEXT,
-    jurisdiction=ANY_TEXT,
-    rule=ANY_TEXT,
-    kind=st.one_of(st.sampled_from(["incident", "retraction", "restoration"]), ANY_TEXT),
+    fields=st.fixed_dictionaries(
+        {
+            "agency_ref": ANY_TEXT,
+            "kind": st.one_of(st.sampled_from(["incident", "retraction", "restoration"]), ANY_TEXT),
+            "rule": ANY_TEXT,
+            "rule_version": st.one_of(st.integers(0, 2**53 - 1), st.sampled_from([-1, 2**53, 2**63 - 1])),
+            "jurisdiction": ANY_TEXT,
+            "occurred_on": st.dates(date(1, 1, 1), date(9999, 12, 31)),
+            "evidence": ANY_TEXT,
+            "target_seq": st.one_of(
+                st.none(), st.integers(0, 2**53 - 1), st.sampled_from([2**53, 2**63 - 1])
+            ),
+            "content_hash": st.binary(min_size=32, max_size=32),
+        }
+    ),
     seq=st.integers(1, 2**53 - 1),
-    rule_version=st.one_of(st.integers(0, 2**53 - 1), st.sampled_from([-1, 2**53, 2**63 - 1])),
-    target_seq=st.one_of(st.none(), st.integers(0, 2**53 - 1), st.sampled_from([2**53, 2**63 - 1])),
-    content_hash=st.binary(min_size=32, max_size=32),
-    occurred_on=st.dates(date(1, 1, 1), date(9999, 12, 31)),
     recorded_at=st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC)),
     subject=st.one_of(
         st.sampled_from(
@@ -115,42 +121,15 @@ ANY_TEXT = st.one_of(TRICKY, st.text(st.characters(codec=None, categories=None),
     ),
 )
 def test_the_record_leaf_written_directly_is_the_rfc8785_reference_leaf(
-    agency_ref: str,
-    evidence: str,
-    jurisdiction: str,
-    rule: str,
-    kind: str,
-    seq: int,
-    rule_version: int,
-    target_seq: int | None,
-    content_hash: bytes,
-    occurred_on: date,
-    recorded_at: datetime,
-    subject: SubjectId,
+    fields: dict[str, Any], seq: int, recorded_at: datetime, subject: SubjectId
 ) -> None:
-    row: dict[str, Any] = {
-        "seq": seq,
-        "agency": TP,
-        "agency_ref": agency_ref,
-        "kind": kind,
-        "rule": rule,
-        "rule_version": rule_version,
-        "jurisdiction": jurisdiction,
-        "occurred_on": occurred_on,
-        "recorded_at": recorded_at,
-        "evidence": evidence,
-        "target_seq": target_seq,
-        "content_hash": content_hash,
-    }
+    row = {"agency": TP, **fields, "seq": seq, "recorded_at": recorded_at}
     try:
         expected: bytes | None = leaf_hash(rfc8785.dumps(leaf_document(row, subject)))
     except (rfc8785.CanonicalizationError, UnicodeError):
         expected = None
     try:
-        template = record_leaf_template(
-            TP, agency_ref, kind, rule, rule_version, jurisdiction, occurred_on, evidence,
-            target_seq, content_hash, subject,
-        )
+        template = record_leaf_template(TP, subject=subject, **fields)
         found: bytes | None = template.leaf(recorded_json(recorded_at), seq)
     except CanonicalizationError:
         found = None
