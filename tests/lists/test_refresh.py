@@ -134,9 +134,12 @@ def test_the_registry_wide_refresh_plans_outside_the_writer_and_applies_in_small
         return real_plan_for(conn, catalogs, now, subject_ids)
 
     monkeypatch.setattr(refresh_module, "plan_for", plan_for)
-    plan = refresh_module.refresh_all(watched, runtime.catalogs, NOW, chunk=2)
+    naps: list[float] = []
+    plan = refresh_module.refresh_all(watched, runtime.catalogs, NOW, chunk=2, sleep=naps.append)
     assert sorted(number(runtime, who) for who in people) == sorted(o.subject_id for o in plan.open)
     # the whole registry planned on a read; then its 5 subjects, 2 at a time, each under the writer
     assert planned == [(False, None), (True, 2), (True, 2), (True, 1)]
     assert watched.writes == 3
+    # it gives way between its writes (as long as each took), not after the last one
+    assert len(naps) == 2 and all(nap > 0 for nap in naps)
     assert refresh_module.refresh_all(watched, runtime.catalogs, NOW).is_empty  # nothing left to do
