@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from credo.ledger.export import APPEAL_PARTITIONS, APPEAL_SCHEMA, RECORD_PARTITIONS, RECORD_SCHEMA
-from credo.scoring.batch import install_pass
+from credo.scoring.batch import RECORDS_PER_PASS, install_pass, plan_passes
 
 BUCKETS = 4
 
@@ -78,3 +78,25 @@ def test_a_pass_over_buckets_without_records_is_skipped(tmp_path: Path) -> None:
     _export(tmp_path, per_bucket=10)
     con = duckdb.connect()
     assert not install_pass(con, tmp_path, [BUCKETS, BUCKETS + 1])
+
+
+def _pass_sizes(records: int, buckets: int, passes: int) -> list[int]:
+    """Records per pass when ``records`` spread evenly over ``buckets`` (as rescore_parquet groups them)."""
+    return [len(range(i, buckets, passes)) * records // buckets for i in range(passes)]
+
+
+def test_passes_aim_at_five_million_records_with_or_without_a_memory_limit() -> None:
+    # ~5 M-record passes were measured faster than ~10 M ones and than one
+    # pass (bench/RESULTS.md "Rescore"), with or without a limit.
+    for limit in (None, "4GB", "24GB"):
+        passes = plan_passes(100_000_000, limit, None, 64)
+        sizes = _pass_sizes(100_000_000, 64, passes)
+        assert max(sizes) <= RECORDS_PER_PASS and min(sizes) >= RECORDS_PER_PASS // 2, (limit, sizes)
+    assert plan_passes(4_000_000, None, None, 64) == 1
+
+
+def test_a_tight_memory_limit_makes_passes_smaller_and_buckets_bound_them() -> None:
+    assert max(_pass_sizes(100_000_000, 64, plan_passes(100_000_000, "1GB", None, 64))) <= 2_500_000
+    assert plan_passes(1_000_000_000, "4GB", None, 64) == 64
+    assert plan_passes(1_000_000_000, "4GB", None, 256) == 256
+    assert plan_passes(100_000_000, None, 7, 64) == 7

@@ -66,8 +66,13 @@ CATALOG_FILES: Final[tuple[str, ...]] = (
 #: Records one DuckDB pass may hold per GB of memory limit. A single pass
 #: over 100 million benchmark records peaked at 15 GB (bench/RESULTS.md),
 #: about 7 million records per GB; a pass sized at a third of that density
-#: never spills, and smaller passes are not faster.
+#: never spills.
 RECORDS_PER_GB: Final = 2_500_000
+#: Records one pass aims at, with or without a memory limit. Smaller passes
+#: are faster, down to a point: at 100 M records (bench/RESULTS.md "Rescore",
+#: 2026-11-27) passes of ~5 M took 51-56 s against 60-64 s for ~10 M and
+#: 57 s for ~3 M, while ~1.6 M took 169 s (a fixed cost per pass dominates).
+RECORDS_PER_PASS: Final = 5_000_000
 #: Share of ``memory_limit`` given to DuckDB's buffer manager: the rest is
 #: for Python, Arrow and the allocator, so the process stays within it.
 DUCKDB_SHARE: Final = 0.8
@@ -268,17 +273,33 @@ def _manifest(root: Path) -> dict[str, Any]:
 
 
 def plan_passes(records: int, memory_limit: str | None, forced: int | None, buckets: int) -> int:
-    """How many passes over the buckets keep one pass within the memory limit.
+    """How many passes over the buckets: each pass at most :data:`RECORDS_PER_PASS`
+    records and within the memory limit (at :data:`RECORDS_PER_GB`).
 
-    >>> plan_passes(1_000_000_000, "4GB", None, 64), plan_passes(10_000, "4GB", None, 64)
+    The buckets are shared out evenly (each pass takes the same whole number
+    of buckets, give or take one), so no pass is larger than planned; the
+    bucket count bounds the passes.
+
+    >>> plan_passes(100_000_000, None, None, 64), plan_passes(100_000_000, "4GB", None, 64)
+    (22, 22)
+    >>> plan_passes(1_000_000_000, "4GB", None, 64), plan_passes(1_000_000_000, "4GB", None, 256)
+    (64, 256)
+    >>> plan_passes(100_000_000, "1GB", None, 64), plan_passes(10_000, "4GB", None, 64)
     (64, 1)
     """
     if forced is not None:
         return max(1, min(forced, buckets))
-    if memory_limit is None:
+    per_pass = RECORDS_PER_PASS
+    if memory_limit is not None:
+        per_pass = min(per_pass, max(1, int(parse_size(memory_limit) / 1e9 * RECORDS_PER_GB)))
+    wanted = -(-records // per_pass)
+    if wanted <= 1:
         return 1
-    per_pass = max(1, int(parse_size(memory_limit) / 1e9 * RECORDS_PER_GB))
-    return max(1, min(buckets, -(-records // per_pass)))
+    if wanted >= buckets:
+        return buckets
+    # Whole buckets per pass, rounded down so that a pass stays within per_pass.
+    per = buckets // wanted
+    return -(-buckets // per)
 
 
 def _parquet(path: Path, hive: bool = False) -> str:
