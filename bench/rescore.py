@@ -5,7 +5,8 @@
 
 Generates (with DuckDB itself) a synthetic ledger in the layout of
 ``credo export ledger`` -- records partitioned by subject bucket and kind and
-sorted by subject, act date and seq (in runs: see ``generate``); appeals partitioned by subject bucket;
+wholly sorted by subject, act date and seq, one bucket at a time (see ``generate``); appeals
+partitioned by subject bucket;
 the catalog relations of a synthetic 20-rule catalog built through the real
 catalog loader -- then times, each in a fresh child process so peak memory
 is its own:
@@ -100,8 +101,31 @@ def synthetic_catalog() -> Registry:
     return registry
 
 
-def generate(out: Path, records: int, subjects: int, threads: int) -> None:
-    """Write the synthetic export under ``out`` (replacing it)."""
+def default_buckets(records: int) -> int:
+    """64 subject buckets, or more (a power of two) so a bucket holds at most ~4 M records.
+
+    A bucket pass holds whole buckets: at 1 B records 64 buckets would force
+    passes of ~15.6 M, three times the ~5 M that plan_passes aims at.
+    """
+    buckets = BUCKETS
+    while records > buckets * 4_000_000:
+        buckets *= 2
+    return buckets
+
+
+def generate(out: Path, records: int, subjects: int, threads: int, buckets: int = BUCKETS) -> None:
+    """Write the synthetic export under ``out`` (replacing it), one bucket at a time.
+
+    Each bucket's rows are made where they belong: row ``k`` of bucket ``b``
+    is the ledger's row ``g = k * buckets + b`` (so ``seq = g + 1`` is unique
+    over the ledger), its subject one of the bucket's subjects
+    (``subject_id % buckets = b``) drawn by hashing ``g``. Every ``k % 100 = 50``
+    retracts and every ``k % 100 = 80`` restores row ``k - 1`` of the same bucket
+    (so the same subject and rule); one appeal per 500 rows (``k % 500 = 0``,
+    an incident). A bucket is sorted in memory by subject, act date and seq
+    and written one file per kind, wholly in that order, as ``credo export
+    ledger`` writes it: no global sort, no staging, memory bounded by a bucket.
+    """
     import duckdb
     import pyarrow.parquet as pq
 
@@ -112,72 +136,95 @@ def generate(out: Path, records: int, subjects: int, threads: int) -> None:
     for rel in catalog_relations(registry):
         pq.write_table(rel.to_arrow(), out / "catalog" / f"{rel.name}.parquet")
     con = duckdb.connect()
-    # Insertion order kept, but a partitioned COPY interleaves its threads'
-    # chunks: a bucket's file is sorted in runs of a few hundred rows (at 10 M,
-    # 736 descents in subject order in one bucket's 153,639 incidents), not
-    # wholly as `credo export ledger` writes it. Writing each bucket sorted on
-    # its own (fully sorted) took 43 s at 10 M against 24 s here: kept as is.
+    # Insertion order kept: a COPY of the sorted bucket table writes its rows in order.
     con.execute(f"SET threads = {threads}; SET preserve_insertion_order = true")
-    # Sorting 100 M+ rows: spill beyond 8 GB rather than take the machine's memory.
     con.execute(f"SET memory_limit = '8GB'; SET temp_directory = '{out}.spill'")
-    con.execute(f"CREATE TABLE rules AS SELECT * FROM read_parquet('{out}/catalog/catalog_rules.parquet')")
-    # Row i is an incident unless i % 100 is 50 (it retracts row i-1) or 80
-    # (it restores row i-1); b is the incident a row is about, so a
-    # retraction or restoration carries its target's subject and rule.
-    con.execute(
-        f"""
-        COPY (
+    # Rule number r is rule XB.Rrr; its points as the catalog defines them.
+    points = dict(con.execute(
+        f"SELECT rule, points FROM read_parquet('{out}/catalog/catalog_rules.parquet')"
+    ).fetchall())
+    names = [f"XB.R{r:02d}" for r in range(RULES)]
+    rule_names = "[" + ", ".join(f"'{n}'" for n in names) + "]"
+    rule_points = "[" + ", ".join(str(int(points[n])) for n in names) + "]"
+    total_appeals = 0
+    start = last = time.perf_counter()
+    for b in range(buckets):
+        rows = records // buckets + (1 if b < records % buckets else 0)
+        first = b if b > 0 else buckets  # the bucket's smallest subject id (ids start at 1)
+        own = 0 if first > subjects else (subjects - first) // buckets + 1
+        if rows == 0 or own == 0:
+            continue
+        # g: this row's place in the ledger; t: the place of the incident the row is about.
+        # Only narrow columns are sorted (m: kind, ri: rule number); the text columns,
+        # points and recorded_at are made while writing.
+        con.execute(
+            f"""
+            CREATE OR REPLACE TABLE bucket AS
             WITH base AS (
-                SELECT i, i % 100 AS m,
-                       CASE WHEN i % 100 IN (50, 80) THEN i - 1 ELSE i END AS b
-                FROM range({records}) AS t(i)
-            ), rows AS (
-                SELECT i + 1 AS seq, 'XB-AGENCY' AS agency,
-                       CASE m WHEN 50 THEN 'retraction' WHEN 80 THEN 'restoration'
-                              ELSE 'incident' END AS kind,
-                       CAST(hash(b) % {subjects} + 1 AS BIGINT) AS subject_id,
-                       'XB.R' || lpad(CAST(hash(b * 31 + 7) % {RULES} AS VARCHAR), 2, '0') AS rule,
-                       CAST(1 AS INTEGER) AS rule_version, 'XB' AS jurisdiction,
-                       CAST(DATE '2016-01-01' + CAST(hash(b * 17 + 3) % 3650 AS INTEGER)
-                            + CASE WHEN m = 80 THEN CAST(hash(i) % 200 AS INTEGER) ELSE 0 END AS DATE)
-                         AS occurred_on,
-                       CASE WHEN m IN (50, 80) THEN b + 1 END AS target_seq, i
-                FROM base
+                SELECT k * {buckets} + {b} AS g, CAST(k % 100 AS TINYINT) AS m,
+                       CASE WHEN k % 100 IN (50, 80) THEN k - 1 ELSE k END * {buckets} + {b} AS t
+                FROM range({rows}) AS r(k)
             )
-            SELECT r.seq, r.agency, r.kind, r.subject_id, r.rule, r.rule_version, r.jurisdiction,
-                   r.occurred_on,
-                   CAST(r.occurred_on AS TIMESTAMPTZ) + INTERVAL 1 DAY
-                     + to_seconds(CAST(r.i % 86400 AS BIGINT))
-                     AS recorded_at,
-                   r.target_seq, c.points, CAST(r.subject_id % {BUCKETS} AS INTEGER) AS bucket
-            FROM rows AS r JOIN rules AS c ON c.rule = r.rule
-            ORDER BY r.subject_id, r.occurred_on, r.seq
-        ) TO '{out}/records' (FORMAT parquet, PARTITION_BY (bucket, kind), OVERWRITE_OR_IGNORE)
-        """
-    )
-    appeals = records // 500
-    con.execute(
-        f"""
-        COPY (
-            WITH a AS (
-                SELECT j, j * 500 AS b,
-                       CAST(DATE '2016-01-01' + CAST(hash(j * 500 * 17 + 3) % 3650 AS INTEGER) AS TIMESTAMPTZ)
-                         + INTERVAL 6 DAY AS filed_at
-                FROM range({appeals}) AS t(j)
+            SELECT g + 1 AS seq, m,
+                   CAST({first} + {buckets} * (hash(t) % {own}) AS BIGINT) AS subject_id,
+                   CAST(hash(t * 31 + 7) % {RULES} AS TINYINT) AS ri,
+                   CAST(DATE '2016-01-01' + CAST(hash(t * 17 + 3) % 3650 AS INTEGER)
+                        + CASE WHEN m = 80 THEN CAST(hash(g) % 200 AS INTEGER) ELSE 0 END AS DATE)
+                     AS occurred_on,
+                   CASE WHEN m IN (50, 80) THEN t + 1 END AS target_seq
+            FROM base
+            ORDER BY subject_id, occurred_on, seq
+            """
+        )
+        kinds = (("incident", "m NOT IN (50, 80)"), ("retraction", "m = 50"), ("restoration", "m = 80"))
+        for kind, where in kinds:
+            folder = out / "records" / f"bucket={b}" / f"kind={kind}"
+            folder.mkdir(parents=True)
+            con.execute(
+                f"""
+                COPY (
+                    SELECT seq, 'XB-AGENCY' AS agency, subject_id, {rule_names}[ri + 1] AS rule,
+                           CAST(1 AS INTEGER) AS rule_version, 'XB' AS jurisdiction, occurred_on,
+                           CAST(occurred_on AS TIMESTAMPTZ) + INTERVAL 1 DAY
+                             + to_seconds(CAST((seq - 1) % 86400 AS BIGINT)) AS recorded_at,
+                           target_seq, {rule_points}[ri + 1] AS points
+                    FROM bucket WHERE {where}
+                ) TO '{folder}/data_0.parquet' (FORMAT parquet)
+                """
             )
-            SELECT j + 1 AS id, b + 1 AS record_seq, CAST(hash(b) % {subjects} + 1 AS BIGINT) AS subject_id,
-                   filed_at, filed_at + INTERVAL 30 DAY AS deadline_at,
-                   CASE WHEN j % 3 = 0 THEN NULL ELSE filed_at + INTERVAL 10 DAY END AS decided_at,
-                   CASE j % 3 WHEN 1 THEN 'upheld' WHEN 2 THEN 'overturned' END AS outcome,
-                   CAST((hash(b) % {subjects} + 1) % {BUCKETS} AS INTEGER) AS bucket
-            FROM a
-        ) TO '{out}/appeals' (FORMAT parquet, PARTITION_BY (bucket), OVERWRITE_OR_IGNORE)
-        """
-    )
+        appeals = -(-rows // 500)
+        total_appeals += appeals
+        folder = out / "appeals" / f"bucket={b}"
+        folder.mkdir(parents=True)
+        con.execute(
+            f"""
+            COPY (
+                WITH a AS (
+                    SELECT j, j * 500 * {buckets} + {b} AS g,
+                           CAST(DATE '2016-01-01' + CAST(hash((j * 500 * {buckets} + {b}) * 17 + 3) % 3650
+                                AS INTEGER) AS TIMESTAMPTZ) + INTERVAL 6 DAY AS filed_at
+                    FROM range({appeals}) AS r(j)
+                )
+                SELECT j * {buckets} + {b} + 1 AS id, g + 1 AS record_seq,
+                       CAST({first} + {buckets} * (hash(g) % {own}) AS BIGINT) AS subject_id,
+                       filed_at, filed_at + INTERVAL 30 DAY AS deadline_at,
+                       CASE WHEN j % 3 = 0 THEN NULL ELSE filed_at + INTERVAL 10 DAY END AS decided_at,
+                       CASE j % 3 WHEN 1 THEN 'upheld' WHEN 2 THEN 'overturned' END AS outcome
+                FROM a
+            ) TO '{folder}/data_0.parquet' (FORMAT parquet)
+            """
+        )
+        now = time.perf_counter()
+        if now - last >= 10 or b == buckets - 1:
+            last = now
+            done = b + 1
+            eta = (now - start) / done * (buckets - done)
+            print(f"  generated bucket {done}/{buckets} in {now - start:.0f} s, ~{eta:.0f} s to go",
+                  flush=True)
     con.close()
     shutil.rmtree(f"{out}.spill", ignore_errors=True)
     write_manifest(
-        out, records=records, appeals=appeals, buckets=BUCKETS, digest=registry.digest,
+        out, records=records, appeals=total_appeals, buckets=buckets, digest=registry.digest,
         timezones={j.code: registry.policy(j.code).timezone for j in registry.jurisdictions()},
     )
 
@@ -297,6 +344,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--memory-limit", default=None,
                     help="e.g. 4GB (DuckDB memory_limit, Spark driver memory)")
+    ap.add_argument("--buckets", type=int, default=None,
+                    help="subject buckets of the generated export (default: 64, more above 256 M records "
+                    "so a bucket holds at most ~4 M)")
     ap.add_argument("--reuse", action="store_true", help="reuse --data if it already holds this size")
     ap.add_argument("--keep", action="store_true", help="keep the generated data")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -317,10 +367,13 @@ def main() -> None:
     reuse = args.reuse and marker.is_file() and json.loads(marker.read_text())["records"] == args.records
     if not reuse:
         start = time.perf_counter()
-        generate(args.data, args.records, args.subjects, args.threads)
+        generate(args.data, args.records, args.subjects, args.threads,
+                 args.buckets or default_buckets(args.records))
         print(f"generated in {time.perf_counter() - start:.1f} s")
     size = du(args.data / "records")
-    print(f"data: {args.records:,} records over {args.subjects:,} subjects, {args.records // 500:,} appeals; "
+    made = json.loads(marker.read_text())
+    print(f"data: {args.records:,} records over {args.subjects:,} subjects, {made['appeals']:,} appeals, "
+          f"{made['buckets']} buckets; "
           f"records Parquet {size / 2**30:.2f} GiB in {args.data}")
     results: dict[str, dict[str, object]] = {}
     for step in [s.strip() for s in args.engines.split(",") if s.strip()]:
