@@ -14,9 +14,10 @@ from sqlalchemy import text
 
 from credo.api.app import create_app
 from credo.catalog.registry import Registry
+from credo.lists.checklog import CheckLog
 from credo.runtime import Runtime
 from credo.settings import SettingsError, load_settings
-from credo.store.db import Database, Overloaded
+from credo.store.db import Database, Overloaded, WriterLock
 
 
 @pytest.fixture
@@ -174,3 +175,55 @@ def test_a_limit_out_of_its_range_is_refused_naming_the_variable(
 ) -> None:
     with pytest.raises(SettingsError, match=f"{variable}: {message}"):
         load_settings({variable: value})
+
+
+def wait_until_queued(lock: WriterLock, n: int) -> None:
+    deadline = time.monotonic() + 5
+    while lock.waiting < n:
+        assert time.monotonic() < deadline, f"{lock.waiting} of {n} writers queued"
+        time.sleep(0.005)
+
+
+def test_an_urgent_writer_takes_the_writer_before_those_already_waiting() -> None:
+    lock = WriterLock()
+    order: list[str] = []
+
+    def take(name: str, urgent: bool) -> None:
+        assert lock.acquire(urgent=urgent, timeout=5)
+        order.append(name)
+        lock.release()
+
+    assert lock.acquire()
+    first = threading.Thread(target=take, args=("ingest", False))
+    first.start()
+    wait_until_queued(lock, 1)
+    urgent = threading.Thread(target=take, args=("check log", True))
+    urgent.start()
+    wait_until_queued(lock, 2)
+    lock.release()
+    first.join()
+    urgent.join()
+    assert order == ["check log", "ingest"]
+    with pytest.raises(RuntimeError, match="does not hold"):
+        lock.release()
+
+
+def test_the_check_log_commits_before_ingest_batches_already_waiting(sqlite_db: Database) -> None:
+    # A relying party's answer waits for its check-log commit; it must not queue behind ingest.
+    sqlite_db.max_waiting_writers, sqlite_db.max_writer_wait = 4, 5.0
+    release, holding = threading.Event(), threading.Event()
+    holder = hold_writer(sqlite_db, release, holding)
+    order: list[str] = []
+    batches = [threading.Thread(target=lambda: write_or_note(sqlite_db, order)) for _ in range(2)]
+    for t in batches:
+        t.start()
+    assert isinstance(sqlite_db._writer, WriterLock)
+    wait_until_queued(sqlite_db._writer, 2)
+    log = CheckLog(sqlite_db)
+    logged = threading.Thread(target=lambda: (log.commit([]), order.append("check log")))
+    logged.start()
+    wait_until_queued(sqlite_db._writer, 3)
+    release.set()
+    for t in (holder, *batches, logged):
+        t.join()
+    assert order == ["check log", "wrote", "wrote"]

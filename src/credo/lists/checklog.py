@@ -162,7 +162,7 @@ class CheckLog:
 
     def commit(self, calls: Sequence[Call]) -> None:
         """Log ``calls`` in one transaction (what the writer thread does)."""
-        with self.db.begin(shed=False) as conn:
+        with self.db.begin(shed=False, urgent=True) as conn:
             write_calls(conn, calls)
 
     async def write(self, call: Call) -> None:
