@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 from factories import RecordFactory, person_id
@@ -51,3 +54,20 @@ def test_tick_suspends_an_overdue_appeals_listing_and_tells_the_subject(runtime:
         index = build_index(conn, runtime.catalogs, late.date())
     assert kinds[-2:] == ["appeal-overdue", "delisting"]
     assert index.decide("air-travel", f"person:{who}") == "allowed"
+
+
+def test_the_clock_thread_runs_at_a_lower_cpu_priority_than_requests(runtime: Runtime) -> None:
+    clock = Scheduler(runtime.db, runtime.catalogs, "Asia/Shanghai", nice=5)
+    thread = clock.start(interval=3600)
+    try:
+        tid = thread.native_id
+        assert tid is not None
+        mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        deadline = time.monotonic() + 5
+        while os.getpriority(os.PRIO_PROCESS, tid) == mine and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert os.getpriority(os.PRIO_PROCESS, tid) == min(mine + 5, 19)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine, "only the clock's thread"
+    finally:
+        clock.stop()
+        thread.join(5)

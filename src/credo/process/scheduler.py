@@ -10,6 +10,7 @@ once (cron).
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -29,6 +30,9 @@ class Scheduler:
     timezone: str
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     last_full_refresh: date | None = None
+    #: Added to the clock thread's nice value (Linux schedules threads, not processes):
+    #: its refresh is a full scoring pass that would otherwise take a CPU from requests.
+    nice: int = 10
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def tick(self, now: datetime | None = None) -> dict[str, int]:
@@ -50,6 +54,9 @@ class Scheduler:
         return out
 
     def run(self, interval: float = 30.0) -> None:
+        if self.nice and hasattr(os, "setpriority"):
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + self.nice)
         while not self._stop.wait(interval):
             try:
                 self.tick()
