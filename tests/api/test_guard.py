@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from credo.access.services import create_token
+from credo.api import guard
 from credo.api.app import create_app
 from credo.catalog.registry import Registry
 from credo.runtime import Runtime
@@ -111,3 +115,30 @@ def test_a_database_that_is_down_is_a_503_with_retry_after_and_a_bug_stays_a_500
         )
     down.dispose()
     empty.dispose()
+
+
+def test_each_request_logs_one_json_line_with_its_id_off_the_event_loop(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(guard.LINES, "stream", out)
+    client = app_with(runtime, log_requests=1)
+    guard.LINES.flush()
+    out.seek(0)
+    out.truncate()
+    r = client.get("/api/v1/me", headers={"X-Request-ID": "req-1"})
+    guard.LINES.flush()
+    lines = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    seen = [(x["event"], x["request_id"], x["status"]) for x in lines]
+    assert seen == [("request", "req-1", r.status_code)]
+    assert {"level", "timestamp", "op", "role", "ms"} <= lines[0].keys()
+
+
+def test_a_log_line_costs_the_request_no_write() -> None:
+    out = io.StringIO()
+    sink = guard.LineSink(out, interval=3600)
+    sink.msg("one")
+    sink.msg("two")
+    assert out.getvalue() == ""
+    sink.flush()
+    assert out.getvalue() == "one\ntwo\n"

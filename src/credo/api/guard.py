@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import itertools
 import math
@@ -24,6 +25,7 @@ import os
 import queue
 import re
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -58,6 +60,66 @@ def new_request_id() -> str:
 log = structlog.get_logger("credo.http")
 
 
+class LineSink:
+    """A structlog logger that keeps lines in memory; a background thread writes them out.
+
+    Why not structlog's ``PrintLogger``: it writes and flushes each line on the
+    event loop, and the ``write`` system call releases the GIL, which the loop
+    then waits to get back behind the server's busy threads. py-spy of a loaded
+    server: 13 % of the event loop's samples in ``PrintLogger.msg``. Here a
+    request costs a ``list.append``; lines reach ``stream`` (stdout when None)
+    within ``interval`` seconds, and at exit. The durable record of a request is
+    its ``access_log`` row; a SIGKILL may lose the last ``interval`` of lines.
+
+    >>> import io
+    >>> sink = LineSink(io.StringIO())
+    >>> sink.msg('{"event":"request"}'); sink.flush(); sink.stream.getvalue()
+    '{"event":"request"}\\n'
+    """
+
+    def __init__(self, stream: Any = None, interval: float = 0.1) -> None:
+        self.stream = stream
+        self.interval = interval
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def msg(self, message: str) -> None:
+        self._lines.append(message)  # atomic under the GIL; flush swaps the list
+        if self._thread is None:
+            self._start()
+
+    log = debug = info = warn = warning = fatal = failure = err = error = critical = exception = msg
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._lines = self._lines, []
+            if lines:
+                stream = self.stream if self.stream is not None else sys.stdout
+                stream.write("\n".join(lines) + "\n")
+                stream.flush()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="log-lines", daemon=True)
+            self._thread.start()
+        atexit.register(self.flush)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            try:
+                self.flush()
+            except (OSError, ValueError):  # stdout closed (shutdown): the lines have nowhere to go
+                continue
+
+
+#: Where the request log lines go (tests point ``stream`` elsewhere and ``flush``).
+LINES = LineSink()
+
+
 def configure_logging() -> None:
     structlog.configure(
         processors=[
@@ -65,6 +127,7 @@ def configure_logging() -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.JSONRenderer(serializer=lambda o, **_: orjson.dumps(o).decode()),
         ],
+        logger_factory=lambda *_: LINES,
         cache_logger_on_first_use=True,
     )
 
