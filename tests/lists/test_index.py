@@ -212,3 +212,25 @@ def test_a_manifest_of_canonical_persons_is_hashed_in_one_product_as_key_by_key(
     organisation = rng.choice([s for s in people(rng, 200) if not s.startswith("person:")])
     for other in (organisation, "person:Y", persons[0] + " ", "person:" + "１" * 17 + "X"):
         assert index_module.canonical_person_hashes([*persons[:5], other]) is None
+
+
+def test_a_manifest_is_decided_as_item_by_item_whatever_its_subjects_measures_and_overlay() -> None:
+    """``decide_many`` (vectorised) against ``decide`` (one subject at a time) on generated manifests:
+    persons as the API sends them (canonical, the one-product path), mixed kinds, several measures
+    and one no party may ask about, and an overlay changing some listed and some unlisted subjects."""
+    rng = random.Random(23)
+    everyone = people(rng, 4000)
+    persons = [s for s in everyone if s.startswith("person:")]
+    members = {m: set(rng.sample(everyone, 600)) for m in ("air-travel", "high-speed-rail", "deposit-waiver")}
+    base = CheckIndex.from_members(EFFECTS, members)
+    changed = {s: frozenset(rng.sample(sorted(EFFECTS), rng.randrange(3))) for s in rng.sample(everyone, 300)}
+    measures = [*EFFECTS, "teleport"]
+    for index in (base, base.with_overlay(changed, version=1)):
+        for size in (3, 17, 300, 1000):
+            for pool, canonical in ((persons, True), (everyone, False)):
+                manifest = [rng.choice(pool) for _ in range(size)]  # repeats too
+                asked = [rng.choice(measures) for _ in manifest]
+                one_by_one = [index.decide(m, s) for s, m in zip(manifest, asked, strict=True)]
+                assert index.decide_many(manifest, asked, canonical=canonical) == one_by_one
+                if size >= 300:  # (the manifests do meet listed subjects)
+                    assert "allowed" in one_by_one and {"denied", "granted"} & set(one_by_one)

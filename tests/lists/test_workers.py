@@ -153,6 +153,50 @@ def test_the_snapshot_pages_are_shared_not_copied(tmp_path: Path) -> None:
     assert sum(m["pss"] for m in memory) <= 1.05 * files
 
 
+def cached_pages(path: Path) -> int:
+    """How many of the file's pages are in the page cache (``mincore`` of a fresh mapping)."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, *[ctypes.c_int] * 3, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = path.stat().st_size
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        vector = ctypes.create_string_buffer(pages)
+        assert libc.mincore(address, size, vector) == 0, ctypes.get_errno()
+        libc.munmap(address, size)
+    finally:
+        os.close(fd)
+    return sum(b & 1 for b in vector.raw)
+
+
+def test_a_published_table_is_read_back_and_mapped_for_huge_pages(tmp_path: Path) -> None:
+    """``np.save`` leaves small pages in the page cache; ``publish`` drops them once flushed and
+    maps with ``MADV_HUGEPAGE`` (VmFlags ``hg``), so the first reads bring huge pages where the
+    kernel and file system allow (2 MiB TLB entries for the table's random reads)."""
+    rng = np.random.default_rng(4)
+    keys = np.unique(rng.integers(1, 10**17, 500_000, dtype=np.int64).astype(np.uint64))
+    snapshot = Snapshot.from_keys(keys, {"air-travel": np.arange(0, len(keys), 3)}, {}, b"k" * 16)
+    mapped = SnapshotStore(tmp_path, "test").publish(snapshot, anchor=None)
+    table = Path(mapped.path or "") / "table.npy"
+    pages = table.stat().st_size // 4096
+    assert cached_pages(table) < pages / 10  # the writer's small pages are gone (the header was read)
+    assert int(np.asarray(mapped.table).sum() % 7) == int(snapshot.table.sum() % 7)
+    assert cached_pages(table) >= pages
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if thp.exists() and "[never]" not in thp.read_text():
+        smaps = Path("/proc/self/smaps").read_text().split("\n")
+        at = next(i for i, line in enumerate(smaps) if line.endswith(str(table)))
+        flags = next(line for line in smaps[at:] if line.startswith("VmFlags:"))
+        assert " hg" in flags, flags
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -141,23 +141,23 @@ def _person_keys(subjects: Sequence[str], canonical: bool) -> U64 | None:
 
 
 def _weights_of_hashed_key() -> U64:
-    """Weights of the 26 bytes of a canonical person's row ("person:", 17 digits, check
-    character, NUL) whose sum, modulo 2**64, is the hashed key (``hashed``) of its digits.
+    """Weights of bytes 6 to 23 of a canonical person's row (":", then the 17 digits) whose
+    sum, modulo 2**64, is the hashed key (``hashed``) of its digits.
 
     The key is linear in the bytes: each digit's ASCII code times 10**k, less 48 times the
     same; times MULTIPLIER, still linear modulo 2**64. So digit k weighs 10**k * MULTIPLIER,
-    and the constant (48 per digit) is carried by the second column, which is always "e"
-    (101: odd, so invertible modulo 2**64). The other columns weigh nothing.
+    and the constant (48 per digit, so even) is carried by the first column, which is always
+    ":" (58 = 2 * 29: its weight solves 29 * w = -constant / 2 modulo 2**63). The rest of
+    the row ("perso" before, the check character and NUL after) weighs nothing and is not read.
     """
-    weights = [0] * (_PERSON_LEN + 1)
-    for i in range(17):
-        weights[7 + i] = (10 ** (16 - i) * MULTIPLIER) & _MASK64
-    offset = 48 * sum(weights[7:24])
-    weights[1] = (-offset * pow(ord("e"), -1, 1 << 64)) & _MASK64
-    return np.array(weights, np.uint64)
+    weights = [(10 ** (16 - i) * MULTIPLIER) & _MASK64 for i in range(17)]
+    half = (-48 * sum(weights) // 2) % (1 << 63)
+    colon = (half * pow(ord(":") // 2, -1, 1 << 63)) & _MASK64
+    return np.array([colon, *weights], np.uint64)
 
 
 _HASH_WEIGHTS = _weights_of_hashed_key()
+_HASH_COLUMNS = slice(6, 24)
 
 
 def canonical_person_hashes(subjects: Sequence[str]) -> U64 | None:
@@ -175,7 +175,7 @@ def canonical_person_hashes(subjects: Sequence[str]) -> U64 | None:
         return None
     if len(raw) != (_PERSON_LEN + 1) * n or raw[:: _PERSON_LEN + 1] != b"p" * n:
         return None
-    return np.frombuffer(raw, np.uint8).reshape(n, _PERSON_LEN + 1) @ _HASH_WEIGHTS
+    return np.frombuffer(raw, np.uint8).reshape(n, _PERSON_LEN + 1)[:, _HASH_COLUMNS] @ _HASH_WEIGHTS
 
 
 def subject_keys(subjects: Sequence[str], secret: bytes, *, canonical: bool = False) -> U64:
@@ -210,17 +210,15 @@ LOAD = 0.9  # filled slots / slots: 8.9 bytes per listed subject
 
 def buckets(h: U64, count: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """A hashed key's two candidate buckets: from its high and from its low 32 bits."""
-    pairs = candidates(h, count).astype(np.int64).reshape(-1, 2)
+    pairs = candidates(h, count).reshape(-1, 2)
     return pairs[:, 1], pairs[:, 0]
 
 
-_32 = np.uint64(32)
-
-
-def candidates(h: U64, count: int) -> U64:
+def candidates(h: U64, count: int) -> npt.NDArray[np.int64]:
     """Both buckets of each hashed key, interleaved (low-bits bucket, high-bits bucket):
-    each 32-bit half times ``count``, divided by 2**32 (a multiply-shift range reduction)."""
-    return (h.view(np.uint32) * np.uint64(count)) >> _32
+    each 32-bit half times ``count``, divided by 2**32 (a multiply-shift range reduction).
+    In int64 (a bucket count below 2**31 leaves room), which ``take`` uses without a cast."""
+    return (h.view(np.uint32) * np.int64(count)) >> 32
 
 
 def _cuckoo(h: U64, count: int, rng: np.random.Generator, rounds: int = 1000) -> npt.NDArray[np.int64] | None:
@@ -378,16 +376,18 @@ class Snapshot:
         person (``canonical_person_hashes``), whose key is exact and never 0."""
         both = candidates(h, len(self.table))
         # both buckets of each key side by side: row r holds its 2 * SLOTS slots' keys
-        found = np.flatnonzero(self.table.take(both, axis=0).reshape(len(h), 2 * SLOTS) == h[:, None])
-        rows, slots = [], []
+        found = (self.table.take(both, axis=0).reshape(len(h), 2 * SLOTS) == h[:, None]).ravel().nonzero()[0]
+        rows: list[int] = []
+        slots: list[int] = []
+        bucket, hashed_key = both.item, h.item  # Python ints without a numpy scalar each
         for f in found.tolist():  # few: only listed subjects (and a key of 0, which matches empty slots)
             row = f // (2 * SLOTS)
-            slot = int(both[f // SLOTS]) * SLOTS + f % SLOTS
+            slot = bucket(f // SLOTS) * SLOTS + f % SLOTS
             if keys is None:
-                if not h[row]:
+                if not hashed_key(row):
                     continue
             else:
-                key = int(keys[row])
+                key = keys.item(row)
                 if key == 0 or (key >= _HASHED and not self._confirmed(subjects[row], slot)):
                     continue
             rows.append(row)
@@ -513,11 +513,11 @@ class CheckIndex:
             rows, slots = snap.matches(subjects, h, keys)
             if rows:
                 column = {m: i for i, m in enumerate(snap.measures)}
-                bits = snap.bits
+                bit = snap.bits.item
                 for r, slot in zip(rows, slots, strict=True):
                     measure = measures[r]
                     i = column.get(measure)
-                    if i is not None and (int(bits[i, slot >> 3]) >> (slot & 7)) & 1:
+                    if i is not None and (bit(i, slot >> 3) >> (slot & 7)) & 1:
                         out[r] = self._decision(measure, True)
         if self.overlay_filter is not None:  # the few subjects the filter lets through
             for r in np.flatnonzero(self.overlay_filter[h >> _FILTER_SHIFT]).tolist():
