@@ -142,3 +142,15 @@ def test_a_log_line_costs_the_request_no_write() -> None:
     assert out.getvalue() == ""
     sink.flush()
     assert out.getvalue() == "one\ntwo\n"
+
+
+def test_log_lines_go_to_the_process_stdout_not_a_swapped_sys_stdout(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    swapped = io.StringIO()  # what a CLI runner does while a command runs
+    monkeypatch.setattr("sys.stdout", swapped)
+    sink = guard.LineSink(interval=3600)
+    sink.msg('{"event":"request"}')
+    sink.flush()
+    assert swapped.getvalue() == ""
+    assert capfd.readouterr().out == '{"event":"request"}\n'
