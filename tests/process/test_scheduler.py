@@ -7,17 +7,21 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from factories import RecordFactory, person_id
 from sqlalchemy import select
 
+from credo.catalog.registry import Registry
 from credo.ids import parse_subject_ref
 from credo.ledger.subjects import subject_number
+from credo.lists.derive import Plan
 from credo.lists.services import build_index
-from credo.process import appeals
+from credo.process import appeals, scheduler
 from credo.process.intake import ingest_and_notify
 from credo.process.scheduler import Scheduler
 from credo.runtime import Runtime
-from credo.store.tables import notices
+from credo.store.db import Database
+from credo.store.tables import clock_runs, notices
 
 DAY0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 
@@ -71,3 +75,39 @@ def test_the_clock_thread_runs_at_a_lower_cpu_priority_than_requests(runtime: Ru
     finally:
         clock.stop()
         thread.join(5)
+
+
+def test_a_restart_on_the_same_day_under_the_same_catalogs_skips_the_full_refresh(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full: list[datetime] = []
+    real = scheduler.refresh_all
+
+    def counted(db: Database, catalogs: Registry, now: datetime) -> Plan:
+        full.append(now)
+        return real(db, catalogs, now)
+
+    monkeypatch.setattr(scheduler, "refresh_all", counted)
+    morning = DAY0 + timedelta(days=40)
+    Scheduler(runtime.db, runtime.catalogs, "Asia/Shanghai").tick(morning)
+    assert len(full) == 1
+    restarted = Scheduler(runtime.db, runtime.catalogs, "Asia/Shanghai")
+    restarted.tick(morning + timedelta(hours=3))
+    assert len(full) == 1, "the day's refresh already ran: a restart does not run it again"
+    restarted.tick(morning + timedelta(days=1))
+    assert len(full) == 2, "a new day in the scheme's timezone"
+    with runtime.db.read() as conn:
+        runs = conn.execute(select(clock_runs.c.kind, clock_runs.c.day)).all()
+    assert [(k, d.isoformat()) for k, d in runs] == [
+        ("full_refresh", "2026-04-10"),
+        ("full_refresh", "2026-04-11"),
+    ]
+
+
+def test_new_catalogs_call_for_a_full_refresh_on_the_same_day(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    morning = DAY0 + timedelta(days=40)
+    Scheduler(runtime.db, runtime.catalogs, "Asia/Shanghai").tick(morning)
+    monkeypatch.setattr(type(runtime.catalogs), "digest", property(lambda self: "0" * 64))
+    assert Scheduler(runtime.db, runtime.catalogs, "Asia/Shanghai").refreshed_on() is None

@@ -16,11 +16,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import func, insert, select
+
 from credo.catalog.registry import Registry
 from credo.lists.refresh import refresh, refresh_all
 from credo.process import appeals
 from credo.process.outbox import OutboxConfig, deliver_due
 from credo.store.db import Database
+from credo.store.tables import clock_runs
+
+#: ``clock_runs.kind`` of the daily refresh of every listing.
+FULL_REFRESH = "full_refresh"
 
 
 @dataclass
@@ -45,13 +51,42 @@ class Scheduler:
             if overdue:
                 plan = refresh(conn, self.catalogs, now, overdue)
                 out["listings_changed"] += len(plan.open) + len(plan.end)
+        if self.last_full_refresh is None:
+            self.last_full_refresh = self.refreshed_on()
         if self.last_full_refresh != today:
             plan = refresh_all(self.db, self.catalogs, now)
-            out["listings_changed"] += len(plan.open) + len(plan.end) + len(plan.warn)
+            changes = len(plan.open) + len(plan.end) + len(plan.warn)
+            out["listings_changed"] += changes
+            with self.db.begin(shed=False) as conn:
+                conn.execute(
+                    insert(clock_runs).values(
+                        kind=FULL_REFRESH,
+                        day=today,
+                        catalog_digest=self.catalogs.digest,
+                        finished_at=datetime.now(UTC),
+                        changes=changes,
+                    )
+                )
             self.last_full_refresh = today
         with self.db.begin() as conn:
             out["sent"] = deliver_due(conn, self.outbox, now)["sent"]
         return out
+
+    def refreshed_on(self) -> date | None:
+        """The last day whose full refresh completed under these catalogs (None: none did).
+
+        Why it is kept: a server that restarts (a deploy, a crash) would otherwise run a full
+        scoring pass of the registry at its first tick, beside the requests it serves. Changes
+        between full refreshes are the intake's (in the records' own transaction); only time
+        (a new day) and new catalogs call for another.
+        """
+        with self.db.read() as conn:
+            return conn.execute(
+                select(func.max(clock_runs.c.day)).where(
+                    clock_runs.c.kind == FULL_REFRESH,
+                    clock_runs.c.catalog_digest == self.catalogs.digest,
+                )
+            ).scalar_one_or_none()
 
     def run(self, interval: float = 30.0) -> None:
         if self.nice and hasattr(os, "setpriority"):

@@ -359,6 +359,19 @@ organisation_names = Table(
     Column("recorded_at", UTCDateTime, nullable=False),
 )
 
+# One row per completed daily refresh of every listing (the clock's; migration 0009): a server
+# starting again on the same day, under the same catalogs, skips the full scoring pass.
+clock_runs = Table(
+    "clock_runs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("catalog_digest", String(64), nullable=False),
+    Column("finished_at", UTCDateTime, nullable=False),
+    Column("changes", Integer, nullable=False),
+)
+
 # One row per API request, allowed or denied: who, as what, did what, to whom.
 access_log = Table(
     "access_log",
@@ -382,6 +395,7 @@ __all__ = [
     "appeals",
     "catalog_loads",
     "check_calls",
+    "clock_runs",
     "list_changes",
     "list_warnings",
     "listing_ends",
