@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 from factories import person_id
 from fuzz.registry import Seeded, seeded_registry
@@ -265,6 +266,22 @@ def test_credo_serve_with_two_workers_answers_a_new_listing_within_a_second(
                 assert keep_alive.get(f"{base}/livez").status_code == 200
                 times.append(time.perf_counter() - started)
         assert sorted(times)[10] < 0.02, times
+        # keep-alive connections opened at once are spread over both workers (one listening
+        # socket each, SO_REUSEPORT); with one socket shared, one worker took nearly all
+        opened = [socket.create_connection(("127.0.0.1", port)) for _ in range(24)]
+        try:
+            for conn in opened:
+                conn.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+            for conn in opened:
+                assert conn.recv(64).startswith(b"HTTP/1.1 200")
+            held = [
+                sum(c.laddr.port == port and c.status == "ESTABLISHED" for c in w.net_connections("tcp"))
+                for w in psutil.Process(server.pid).children(recursive=True)
+            ]
+        finally:
+            for conn in opened:
+                conn.close()
+        assert sum(held) == 24 and sorted(held)[-2] >= 4, held
     finally:
         server.terminate()
         server.wait(20)
