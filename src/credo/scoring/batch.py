@@ -73,6 +73,8 @@ RECORDS_PER_GB: Final = 2_500_000
 #: 2026-11-27) passes of ~5 M took 51-56 s against 60-64 s for ~10 M and
 #: 57 s for ~3 M, while ~1.6 M took 169 s (a fixed cost per pass dominates).
 RECORDS_PER_PASS: Final = 5_000_000
+#: The DuckDB optimizer a bucket pass runs without when it would plan badly (see :func:`guard_pass_plan`).
+JOIN_ORDER_OPTIMIZER: Final = "join_order"
 #: Share of ``memory_limit`` given to DuckDB's buffer manager: the rest is
 #: for Python, Arrow and the allocator, so the process stays within it.
 DUCKDB_SHARE: Final = 0.8
@@ -352,6 +354,41 @@ def install_pass(con: duckdb.DuckDBPyConnection, root: Path, buckets: Iterable[i
     return True
 
 
+def _incident_builds(node: dict[str, Any], build_side: bool = False) -> int:
+    """Scans of incident records on the build side of a hash join, in a JSON plan node."""
+    scan = node.get("name") == "READ_PARQUET"
+    found = int(build_side and scan and "incident" in json.dumps(node.get("extra_info", {})))
+    for i, child in enumerate(node.get("children", [])):
+        found += _incident_builds(child, build_side or (node.get("name") == "HASH_JOIN" and i == 1))
+    return found
+
+
+def guard_pass_plan(con: duckdb.DuckDBPyConnection, query: str) -> bool:
+    """Plan ``query`` (a bucket pass) in the definition's written join order
+    when DuckDB's optimizer would build a hash table on the incidents. True then.
+
+    For a pass of one bucket DuckDB's join-order optimizer estimated the
+    incidents, after their inequality join with ``questions``, at ~100 rows
+    of millions, and built three hash tables on them instead of on the
+    catalog: 4.0 s instead of 1.3 s for one bucket of 3.9 M records (every
+    pass at 1 B records, bench/RESULTS.md "Rescore"). Passes it plans well
+    (several buckets at 100 M) keep its plan, ~12% faster than the written
+    order. Either plan gives the same answers. :func:`end_passes` restores
+    the optimizer.
+    """
+    con.execute("RESET disabled_optimizers")
+    plan = json.loads(str(con.execute("EXPLAIN (FORMAT JSON) " + query).fetchall()[0][1]))
+    if not sum(_incident_builds(node) for node in plan):
+        return False
+    con.execute(f"SET disabled_optimizers = '{JOIN_ORDER_OPTIMIZER}'")
+    return True
+
+
+def end_passes(con: duckdb.DuckDBPyConnection) -> None:
+    """Plan what follows the bucket passes with every optimizer again."""
+    con.execute("RESET disabled_optimizers")
+
+
 def rescore_parquet(
     root: Path | str,
     evals: Sequence[Evaluation],
@@ -381,7 +418,9 @@ def rescore_parquet(
                 for i in range(passes):
                     if install_pass(con, root, range(i, buckets, passes)):
                         part = str(scratch / f"pass-{i:05d}.parquet").replace("'", "''")
+                        guard_pass_plan(con, render("scores", "duckdb"))
                         con.execute(f"COPY ({render('scores', 'duckdb')}) TO '{part}' (FORMAT parquet)")
+                end_passes(con)
                 if any(scratch.glob("*.parquet")):
                     union = _parquet(scratch / "*.parquet")
                     con.execute(f"CREATE TEMP VIEW scores AS SELECT * FROM {union}")  # noqa: S608
