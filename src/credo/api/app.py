@@ -21,7 +21,7 @@ from credo.lists.checklog import CheckLog
 from credo.lists.keeper import IndexKeeper, index_directory
 from credo.process.outbox import OutboxConfig
 from credo.process.scheduler import Scheduler
-from credo.runtime import Runtime, freeze_startup_objects, thaw_startup_objects
+from credo.runtime import Freezer, Runtime, freeze_startup_objects, thaw_startup_objects
 from credo.web import install as install_web
 
 REQUESTS = Counter("credo_http_requests_total", "HTTP requests", ["method", "status"])
@@ -70,6 +70,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
 
     writer = AccessWriter(runtime.db, capacity=int(runtime.settings.access_log_queue))
+    freezer = Freezer()
     settings = runtime.settings
 
     @asynccontextmanager
@@ -82,9 +83,11 @@ def create_app(runtime: Runtime) -> FastAPI:
         check_log.start()
         if interval > 0:
             scheduler.start(interval)
+        freezer.start()
         try:
             yield
         finally:
+            freezer.stop()
             scheduler.stop()
             check_log.stop()
             keeper.stop()
