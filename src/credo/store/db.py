@@ -136,7 +136,7 @@ class WriterLock:
         self._owner: int | None = None
         self._depth = 0
         self._urgent_waiting = 0
-        self.waiting = 0  # threads blocked in acquire (read by tests and metrics)
+        self.waiting = 0  # threads blocked in acquire (tests wait on it to order their writers)
 
     def acquire(self, *, urgent: bool = False, blocking: bool = True, timeout: float | None = None) -> bool:
         me = threading.get_ident()
