@@ -5,6 +5,8 @@ Both the API and the CLI start from here, so they serve the same registry.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import json
 import threading
@@ -44,6 +46,28 @@ def freeze_startup_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+#: glibc's ``mallopt`` parameter number of M_ARENA_MAX (malloc.h).
+_M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Let the C allocator keep at most ``arenas`` heaps for all of a worker's threads.
+
+    Why: glibc gives each thread that meets a busy heap a heap of its own, up to eight per
+    CPU. A server worker runs ~30 threads (requests, the check log, the access log, the
+    keeper, the clock), each using SQLite connections whose page caches come and go;
+    memory freed in one heap is not reused by another. In ``bench/load.py`` the worker's
+    resident memory grew by 13-17 % in three minutes; with two heaps by 9.9 %
+    (bench/RESULTS.md, "Load and overload"). Returns False where there is no glibc.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    libc = ctypes.CDLL(name)
+    mallopt = getattr(libc, "mallopt", None)
+    return mallopt is not None and bool(mallopt(_M_ARENA_MAX, arenas))
 
 
 class Freezer:

@@ -141,6 +141,15 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
     ),
     Setting(
+        "checkpoint_interval",
+        float,
+        1.0,
+        "SQLite: seconds between a server worker's WAL checkpoints, run on a background thread so "
+        "that no request's commit copies the WAL into the database file; 0: each commit that takes "
+        "the WAL past 1,000 pages checkpoints it itself (SQLite's default).",
+        minimum=0,
+    ),
+    Setting(
         "max_writer_wait",
         float,
         5.0,

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import anyio.to_thread
+import pytest
 from fastapi.testclient import TestClient
 
 from credo.api.app import create_app
-from credo.runtime import Runtime
+from credo.runtime import Runtime, bootstrap
+from credo.settings import load_settings
 
 
 def client(runtime: Runtime) -> TestClient:
@@ -68,3 +73,22 @@ def test_a_worker_serves_as_many_requests_at_once_as_settings_give_it_threads(ru
     with TestClient(app) as c:
         assert c.portal is not None
         assert c.portal.call(tokens) == 5
+
+
+@pytest.mark.parametrize(("interval", "expected"), [("1.0", 0), ("0", 1000)])
+def test_a_server_worker_checkpoints_sqlite_in_the_background(
+    tmp_path: Path, interval: str, expected: int
+) -> None:
+    settings = load_settings(
+        {"CREDO_DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}", "CREDO_CHECKPOINT_INTERVAL": interval}
+    )
+    runtime = Runtime.open(settings)
+    bootstrap(runtime)
+    try:
+        with TestClient(create_app(runtime)):  # runs the lifespan, as a server worker does
+            with runtime.db.read() as conn:
+                assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == expected
+            threads = {t.name for t in threading.enumerate()}
+            assert ("wal-checkpoint" in threads) == (expected == 0)
+    finally:
+        runtime.db.dispose()

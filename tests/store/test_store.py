@@ -27,6 +27,7 @@ def test_every_sqlite_connection_is_durable_wal_with_foreign_keys(tmp_path: Path
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -256  # KiB, not SQLite's 2 MiB
         conn.close()
     engine.dispose()
 
@@ -175,3 +176,50 @@ def test_a_busy_worker_keeps_its_connections_open_instead_of_reopening_them(tmp_
     db.dispose()
     # At most one connection per thread, ever: none opened and closed again per transaction.
     assert opened <= threads
+
+
+def _autocheckpoint(db: Database) -> int:
+    with db.read() as conn:
+        return int(conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one())
+
+
+def _write_pages(db: Database, pages: int) -> None:
+    with db.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS blob (b BLOB)")
+        conn.exec_driver_sql("INSERT INTO blob VALUES (zeroblob(?))", (pages * 4096,))
+
+
+def test_sqlite_commits_leave_checkpoints_to_the_background_thread(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    db = Database.from_url(f"sqlite:///{path}")
+    assert _autocheckpoint(db) == 1000  # SQLite's default, without a checkpointer
+    with db.checkpoints(interval=3600) as checkpointer:  # started, but not due within the test
+        assert checkpointer is not None
+        assert _autocheckpoint(db) == 0
+        _write_pages(db, 2000)  # twice the threshold at which a commit would checkpoint
+        # The commit wrote its pages to the WAL only: the database file did not grow.
+        assert path.stat().st_size < 100 * 4096
+        assert Path(f"{path}-wal").stat().st_size > 2000 * 4096
+    assert _autocheckpoint(db) == 1000  # connections opened after it stopped checkpoint again
+    db.dispose()
+
+
+def test_the_checkpointer_copies_the_wal_into_the_database(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    db = Database.from_url(f"sqlite:///{path}")
+    with db.checkpoints(interval=0.01) as checkpointer:
+        assert checkpointer is not None
+        _write_pages(db, 2000)
+        checkpointer.wait_for_checkpoint()
+        checkpointer.wait_for_checkpoint()  # one that began after the commit
+        assert path.stat().st_size > 2000 * 4096
+    db.dispose()
+
+
+def test_checkpoints_are_sqlite_files_only(db: Database, tmp_path: Path) -> None:
+    with db.checkpoints() as bound:  # a test's bound connection: nothing to run
+        assert bound is None
+    memory = Database.from_url("sqlite://")
+    with memory.checkpoints() as in_memory:
+        assert in_memory is None
+    memory.dispose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
@@ -21,7 +21,7 @@ from credo.lists.checklog import CheckLog
 from credo.lists.keeper import IndexKeeper, index_directory
 from credo.process.outbox import OutboxConfig
 from credo.process.scheduler import Scheduler
-from credo.runtime import Freezer, Runtime, freeze_startup_objects, thaw_startup_objects
+from credo.runtime import Freezer, Runtime, freeze_startup_objects, limit_malloc_arenas, thaw_startup_objects
 from credo.web import install as install_web
 
 REQUESTS = Counter("credo_http_requests_total", "HTTP requests", ["method", "status"])
@@ -75,7 +75,11 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        limit_malloc_arenas()  # before the worker's threads start
         freeze_startup_objects()  # the app, catalogs and index live as long as the worker
+        checkpoints = ExitStack()
+        if float(settings.checkpoint_interval) > 0:
+            checkpoints.enter_context(runtime.db.checkpoints(float(settings.checkpoint_interval)))
         # As many request threads as the pool keeps connections for (AnyIO's default is 40).
         anyio.to_thread.current_default_thread_limiter().total_tokens = int(settings.worker_threads)
         writer.start()
@@ -92,6 +96,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             check_log.stop()
             keeper.stop()
             writer.stop()
+            checkpoints.close()
             thaw_startup_objects()
 
     app = FastAPI(
