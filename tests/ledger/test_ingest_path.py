@@ -25,7 +25,7 @@ from credo.ledger.log import (
     record_leaf_template,
     recorded_json,
 )
-from credo.ledger.services import append, ingest, prepare
+from credo.ledger.services import ACCEPTED_FIELDS, append, ingest, prepare
 from credo.ledger.validate import Checker, check_item
 from credo.runtime import Runtime
 from credo.store.db import insert_many
@@ -296,3 +296,70 @@ def test_a_subject_another_writer_added_after_the_look_up_keeps_its_number(
     assert calls[1:] == [[person_id(7)]]  # only the one the insert left out is read back
     assert len(set(numbers.values())) == 2
     assert count == 2
+
+
+def test_the_accepted_rows_a_batch_hands_on_are_the_stored_records(runtime: Runtime) -> None:
+    first = [RecordFactory() for _ in range(3)]
+    with runtime.db.begin() as conn:
+        ingest(conn, runtime.catalogs, runtime.log, TP, first, source="test", now=NOW)
+    with runtime.db.begin() as conn:
+        result = ingest(
+            conn, runtime.catalogs, runtime.log, TP,
+            [RecordFactory(), first[0], retraction(first[1]["agency_ref"]), {"agency_ref": "bad"}],
+            source="test", now=NOW,
+        )
+    assert [o.status for o in result.outcomes] == ["accepted", "duplicate", "accepted", "rejected"]
+    with runtime.db.read() as conn:
+        stored = [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(*(records.c[name] for name in ACCEPTED_FIELDS))
+                .where(records.c.seq.in_([o.seq for o in result.outcomes if o.status == "accepted"]))
+                .order_by(records.c.seq)
+            )
+        ]
+    assert [list(row) for row in result.accepted] == [list(ACCEPTED_FIELDS)] * 2
+    assert result.accepted == stored
+    assert result.accepted[1]["target_seq"] is not None and result.recorded_at == NOW
+
+
+def test_the_api_checks_a_batch_before_it_opens_the_write_transaction(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The checks need no database: run outside the writer, one batch's checks
+    # overlap another's statements and commit.
+    from fastapi.testclient import TestClient
+
+    from credo.access.services import create_token
+    from credo.api.app import create_app
+
+    with runtime.db.begin() as conn:
+        token = create_token(conn, "agency", agency=TP)
+    writing: list[bool] = []
+    begin = runtime.db.begin
+
+    @contextmanager
+    def begin_marked(**kwargs: Any) -> Iterator[Connection]:
+        with begin(**kwargs) as conn:
+            writing.append(True)
+            try:
+                yield conn
+            finally:
+                writing.pop()
+
+    checked_while_writing: list[bool] = []
+    check = Checker.check
+
+    def check_marked(self: Checker, raw: Any) -> Any:
+        checked_while_writing.append(bool(writing))
+        return check(self, raw)
+
+    monkeypatch.setattr(runtime.db, "begin", begin_marked)
+    monkeypatch.setattr(Checker, "check", check_marked)
+    answer = TestClient(create_app(runtime)).post(
+        "/api/v1/records",
+        json=[RecordFactory(), RecordFactory()],
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 200 and answer.json()["accepted"] == 2, answer.text
+    assert checked_while_writing == [False, False]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 
+import orjson
 import pytest
-from factories import RecordFactory, org_id, person_id
+from factories import RecordFactory, org_id, person_id, retraction
 from sqlalchemy import select
 
 from credo.lists.refresh import refresh
@@ -247,3 +248,34 @@ def test_early_rectification_on_request_is_a_restoration_record(runtime: Runtime
         report = score_subject(conn, runtime.catalogs, sid, "CN-ZJ-YW", known_at=day(9), with_forecast=False)
     (r,) = [x for x in report.records if x.seq == seq]
     assert (r.status, r.cause_seq) == ("rectified", decided["restoration_seq"])
+
+
+def test_notice_bodies_hold_every_member_in_order_as_compact_json(runtime: Runtime) -> None:
+    # The bodies are written from parts worked out once per rule version: the
+    # same text as the body's mapping written whole, for each kind of notice.
+    ticket, judged = person_id(), person_id()
+    first = RecordFactory(subject=ticket, occurred_on="2026-02-01")
+    seqs = send(runtime, "CN-ZJ-HZ-TP", [first, RecordFactory(subject=ticket)], DAY0)
+    seqs += send(runtime, "CN-ZJ-HZ-TP", [retraction(first["agency_ref"])], day(1))
+    seqs += send(runtime, "CN-SPC", [RecordFactory(court_defaulter=True, subject=judged)], day(2))
+    with runtime.db.read() as conn:
+        found = {
+            n.record_seq: n.body
+            for n in conn.execute(
+                select(notices).where(notices.c.record_seq.in_(seqs), notices.c.kind != "listing")
+            )
+        }
+    assert sorted(found) == seqs
+    members = ["kind", "seq", "rule", "title_en", "title_zh", "legal_basis", "points", "jurisdiction"]
+    for seq, text in found.items():
+        body = json.loads(text)
+        assert orjson.dumps(body).decode() == text  # compact, members in the order written
+        assert body["seq"] == seq
+        if body["kind"] == "retraction":
+            assert list(body) == [*members, "occurred_on", "target_seq"]
+            assert (body["target_seq"], body["occurred_on"]) == (seqs[0], "2024-06-01")
+        else:
+            assert list(body) == [*members, "occurred_on", "target_seq", "appeal_by", "places_on"]
+            assert body["target_seq"] is None
+    assert json.loads(found[seqs[0]])["occurred_on"] == "2026-02-01"
+    assert json.loads(found[seqs[-1]])["places_on"] is not None

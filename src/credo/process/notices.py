@@ -48,16 +48,17 @@ def create(
     conn: Connection, subject_id: int, kind: str, body: Mapping[str, Any], now: datetime, **links: int | None
 ) -> int:
     """Write one notice and queue it for every channel of its subject."""
+    return _create(conn, subject_id, kind, _body_text({"kind": kind, **body}), now, **links)
+
+
+def _create(
+    conn: Connection, subject_id: int, kind: str, text: str, now: datetime, **links: int | None
+) -> int:
+    """:func:`create` of a body already written as stored."""
     notice_id = int(
         conn.execute(
             insert(notices)
-            .values(
-                subject_id=subject_id,
-                kind=kind,
-                issued_at=now,
-                body=_body_text({"kind": kind, **body}),
-                **links,
-            )
+            .values(subject_id=subject_id, kind=kind, issued_at=now, body=text, **links)
             .returning(notices.c.id)
         ).scalar_one()
     )
@@ -99,29 +100,32 @@ def for_records(
     contestable, but their subject still sees them in the file. Written in
     bulk: one insert for the notices, one look-up of their subjects' channels.
     """
-    made: list[tuple[int, str, dict[str, Any], int]] = []
+    made: list[tuple[int, str, str, int]] = []
     # What a notice says about its rule (and, for an incident, the appeal
     # deadline in its jurisdiction) is the same for every record of that rule
-    # version: worked out once per batch, not per record.
-    said: dict[tuple[Any, ...], tuple[str, dict[str, Any], dict[str, Any]] | None] = {}
+    # version: worked out once per batch, not per record, and written as the
+    # JSON around the record's own members (seq, occurred_on, target_seq).
+    said: dict[tuple[Any, ...], tuple[str, bytes, bytes, bytes] | None] = {}
     for row in rows:
         key = (row["rule"], row["rule_version"], row["kind"], row["jurisdiction"])
         if key in said:
             found = said[key]
         else:
-            found = said[key] = _what_is_said(catalogs, *key, now)
+            found = said[key] = _body_parts(_what_is_said(catalogs, *key, now))
         if found is None:
             continue
-        kind, about, deadline = found
-        body = {
-            "kind": kind,
-            "seq": row["seq"],
-            **about,
-            "occurred_on": row["occurred_on"],
-            "target_seq": row.get("target_seq"),
-            **deadline,
-        }
-        made.append((int(row["subject_id"]), kind, body, int(row["seq"])))
+        kind, head, middle, tail = found
+        seq = int(row["seq"])
+        body = (
+            head
+            + str(seq).encode()
+            + middle
+            + _json(row["occurred_on"], default=str)
+            + b',"target_seq":'
+            + _json(row.get("target_seq"), default=str)
+            + tail
+        )
+        made.append((int(row["subject_id"]), kind, body.decode(), seq))
     if not made:
         return 0
     reached = {
@@ -136,12 +140,33 @@ def for_records(
         conn,
         notices,
         ("subject_id", "kind", "issued_at", "body", "record_seq"),
-        [(sid, kind, now, _body_text(body), seq) for sid, kind, body, seq in made if sid not in reached],
+        [(sid, kind, now, text, seq) for sid, kind, text, seq in made if sid not in reached],
     )
-    for sid, kind, body, seq in made:  # subjects with a channel: each notice queued for delivery
+    for sid, kind, text, seq in made:  # subjects with a channel: each notice queued for delivery
         if sid in reached:
-            create(conn, sid, kind, body, now, record_seq=seq)
+            _create(conn, sid, kind, text, now, record_seq=seq)
     return len(made)
+
+
+_json = orjson.dumps
+
+
+def _body_parts(
+    said: tuple[str, dict[str, Any], dict[str, Any]] | None,
+) -> tuple[str, bytes, bytes, bytes] | None:
+    """(kind, and the stored body's JSON before ``seq``, between ``seq`` and ``occurred_on``'s
+    value, and after ``target_seq``'s value): :func:`_body_text` of
+    ``{kind, seq, **about, occurred_on, target_seq, **deadline}`` is ``head + seq + middle +
+    occurred_on + ',"target_seq":' + target_seq + tail``, each value as orjson writes it."""
+    if said is None:
+        return None
+    kind, about, deadline = said
+    if "kind" in about or "seq" in about or {"occurred_on", "target_seq"} & (about.keys() | deadline.keys()):
+        raise ValueError("a notice body's rule members must not repeat its record's own")
+    head = b'{"kind":' + _json(kind) + b',"seq":'
+    middle = (b"," + _json(about, default=str)[1:-1] if about else b"") + b',"occurred_on":'
+    tail = (b"," + _json(deadline, default=str)[1:-1] if deadline else b"") + b"}"
+    return kind, head, middle, tail
 
 
 _NOTICE_KINDS = {"incident": "record", "retraction": "retraction", "restoration": "restoration"}

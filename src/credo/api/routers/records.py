@@ -12,9 +12,9 @@ from starlette.concurrency import run_in_threadpool
 from credo.access.services import Principal, Role
 from credo.api.deps import MAX_ID, RuntimeDep, require
 from credo.api.problems import Problem
-from credo.ledger.services import quarantine_rows
+from credo.ledger.services import prepare, quarantine_rows
 from credo.ledger.validate import RECORD_FIELDS
-from credo.process.intake import ingest_and_notify
+from credo.process.intake import append_and_notify
 
 router = APIRouter(prefix="/api/v1", tags=["agency"])
 AgencyDep = Annotated[Principal, Depends(require(Role.AGENCY))]
@@ -128,14 +128,14 @@ async def post_records(request: Request, runtime: RuntimeDep, agency: AgencyDep)
     assert agency.agency is not None
 
     def run() -> dict[str, Any]:
+        # Checked before the write transaction: the checks need no database, and
+        # another batch's statements and commit can run meanwhile. One registry
+        # for both steps, whatever a catalog reload swaps in between.
+        catalogs = runtime.catalogs
+        batch = prepare(catalogs, agency.agency or "", items)
         with runtime.db.begin() as conn:
-            result = ingest_and_notify(
-                conn,
-                runtime.catalogs,
-                runtime.log,
-                agency.agency or "",
-                items,
-                source=f"api:token{agency.token_id}",
+            result = append_and_notify(
+                conn, catalogs, runtime.log, batch, source=f"api:token{agency.token_id}"
             )
         return {
             **result.counts(),
