@@ -20,6 +20,7 @@ from sqlalchemy import Connection, select
 
 from credo.catalog.registry import CatalogError, Registry, load_catalogs
 from credo.ledger.log import LedgerLog
+from credo.lists.checklog import log_database, prepare
 from credo.settings import Settings, load_settings
 from credo.store import migrate
 from credo.store.db import Database
@@ -152,6 +153,16 @@ class Runtime:
         return cls(settings, db or open_database(settings), registry)
 
     @cached_property
+    def check_log_db(self) -> Database:
+        """Where relying parties' checks are logged and read back (``lists.checklog``): on
+        SQLite a file of its own beside the registry's, so that a check never waits for an
+        ingest batch holding the registry's one writer; elsewhere the registry database."""
+        # request threads reading a subject's checks, the check-log writer, the checkpointer
+        log = log_database(self.db, pool_size=4, max_overflow=int(self.settings.worker_threads))
+        prepare(self.db, log)  # a no-op once done (bootstrap does it as a server starts)
+        return log
+
+    @cached_property
     def zone(self) -> ZoneInfo:
         """The timezone in which "today" is counted for dates of acts and listings."""
         return ZoneInfo(str(self.settings.timezone))
@@ -203,3 +214,4 @@ def bootstrap(runtime: Runtime) -> None:
     with runtime.db.begin() as conn:
         migrate.upgrade(conn)
         sync_catalogs(conn, runtime.catalogs)
+    runtime.check_log_db  # noqa: B018 -- its file migrated, the calls logged before copied in

@@ -27,7 +27,12 @@ from credo.catalog.registry import Registry
 from credo.cli import app as credo_app
 from credo.cli.backup import backup, restore
 from credo.cli.common import close_runtimes
+from credo.lists.checklog import Call, checks_about, log_database, prepare, write_calls
 from credo.scoring.online import default_schemes, score_subject
+from credo.store import migrate
+from credo.store.backup import BackupError
+from credo.store.backup import backup as store_backup
+from credo.store.backup import restore as store_restore
 from credo.store.db import Database, make_engine
 from credo.store.tables import metadata, subjects
 
@@ -242,3 +247,33 @@ def test_a_sqlite_backup_taken_while_writers_write_is_a_consistent_snapshot(
         res = cli(f"sqlite:///{tmp_path / f'r{i}.db'}", "restore", str(saved), "--json")
         assert res.exit_code == 0, res.output
         assert json.loads(res.stdout)["verify"]["ok"] is True
+
+
+def test_a_sqlite_backup_carries_the_check_log_kept_in_its_own_file(tmp_path: Path) -> None:
+    """On SQLite the check log is a file of its own (``{database}-checks``); a backup is still
+    one file, and the restored registry's subjects see every check made about them."""
+    registry = Database.from_url(f"sqlite:///{tmp_path / 'credo.db'}")
+    with registry.begin() as conn:
+        migrate.upgrade(conn)
+        write_calls(conn, [Call("old", "CA", "p", datetime.now(UTC), ["person:a"], ["air-travel"], ["d"])])
+    log = log_database(registry)
+    prepare(registry, log)
+    with log.begin() as conn:
+        write_calls(conn, [Call("new", "CA", "p", datetime.now(UTC), ["person:a"], ["air-travel"], ["a"])])
+    store_backup(registry, tmp_path / "backup.db")
+    registry.dispose()
+
+    restored = Database.from_url(f"sqlite:///{tmp_path / 'restored.db'}")
+    store_restore(restored, tmp_path / "backup.db")
+    assert not Path(f"{tmp_path / 'restored.db'}-checks").exists()
+    log = log_database(restored)
+    assert prepare(restored, log) == 2  # made again from the backup's calls
+    with log.read() as conn:
+        assert [c["ref"] for c in checks_about(conn, "person:a", newest_first=False)] == ["old-0", "new-0"]
+    restored.dispose()
+
+    beside = Database.from_url(f"sqlite:///{tmp_path / 'again.db'}")
+    Path(f"{tmp_path / 'again.db'}-checks").write_bytes(b"")  # another registry's check log
+    with pytest.raises(BackupError, match=r"again\.db-checks: a check log is there already"):
+        store_restore(beside, tmp_path / "backup.db")
+    beside.dispose()

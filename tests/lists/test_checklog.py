@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic import command
 from factories import person_id
-from lists.test_checks import airline, client  # noqa: F401 - the fixture
+from lists.test_checks import airline, client, register_airline  # noqa: F401 - the fixture
 from sqlalchemy import func, select, text
 
 from credo.access.services import create_token
+from credo.catalog.registry import Registry
 from credo.ids import parse_subject_ref
-from credo.lists.checklog import Call, CheckLog, check_by_ref, checks_about, write_calls
+from credo.lists.checklog import (
+    Call,
+    CheckLog,
+    check_by_ref,
+    checks_about,
+    copy_calls,
+    log_database,
+    prepare,
+    write_calls,
+)
 from credo.process.export import subject_file
-from credo.runtime import Runtime
+from credo.runtime import Runtime, bootstrap
+from credo.settings import Settings
 from credo.store import migrate
 from credo.store.db import Database
 from credo.store.tables import check_calls, subjects
@@ -159,3 +171,99 @@ def test_a_started_check_log_answers_once_committed(runtime: Runtime, n: int) ->
         log.stop()
     with runtime.db.read() as conn:
         assert len(checks_about(conn, subject)) == n
+
+
+def _file_registry(tmp_path: Path) -> Database:
+    registry = Database.from_url(f"sqlite:///{tmp_path / 'credo.db'}")
+    with registry.begin() as conn:
+        migrate.upgrade(conn)
+    return registry
+
+
+def test_on_sqlite_the_check_log_has_a_file_of_its_own_whose_writer_never_waits_for_the_registry(
+    tmp_path: Path,
+) -> None:
+    registry = _file_registry(tmp_path)
+    log = log_database(registry)
+    assert log is not registry and log.engine.url.database == f"{tmp_path / 'credo.db'}-checks"
+    assert prepare(registry, log) == 0
+    subject = str(parse_subject_ref(person_id()))
+    held, done = threading.Event(), threading.Event()
+
+    def hold_the_registry_writer() -> None:  # an ingest batch, say
+        with registry.begin():
+            held.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold_the_registry_writer)
+    holder.start()
+    held.wait(10)
+    logger = threading.Thread(
+        target=CheckLog(log).commit,
+        args=([Call("w", "CA", "p", NOW, [subject], ["air-travel"], ["allowed"])],),
+    )
+    logger.start()
+    logger.join(5)
+    committed = not logger.is_alive()
+    done.set()
+    holder.join()
+    logger.join()
+    assert committed, "the check log waited for the registry's writer"
+    with log.read() as conn:
+        assert [c["ref"] for c in checks_about(conn, subject)] == ["w-0"]
+    with registry.read() as conn:
+        assert conn.execute(select(func.count()).select_from(check_calls)).scalar() == 0
+    registry.dispose()
+
+
+def test_prepare_copies_in_the_calls_logged_in_the_registry_once(tmp_path: Path) -> None:
+    """Calls logged in the registry's own file (before it had a check log of its own, or put
+    back by a restore) are copied into the log's file, once, keeping their refs."""
+    registry = _file_registry(tmp_path)
+    subject = str(parse_subject_ref(person_id()))
+    with registry.begin() as conn:
+        write_calls(
+            conn, [Call(f"r{i}", "CA", "p", NOW, [subject], ["air-travel"], ["denied"]) for i in range(3)]
+        )
+    log = log_database(registry)
+    assert prepare(registry, log) == 3
+    assert prepare(registry, log) == 0
+    CheckLog(log).commit([Call("n", "CA", "p", NOW, [subject], ["air-travel"], ["allowed"])])
+    assert copy_calls(registry, log) == 0  # the new call's seq follows the copied ones
+    with log.read() as conn:
+        found = checks_about(conn, subject, newest_first=False)
+    assert [(c["ref"], c["decision"]) for c in found] == [
+        ("r0-0", "denied"),
+        ("r1-0", "denied"),
+        ("r2-0", "denied"),
+        ("n-0", "allowed"),
+    ]
+    registry.dispose()
+
+
+def test_the_runtime_logs_checks_in_the_log_file_and_the_subject_reads_them_there(
+    tmp_path: Path, catalogs: Registry, settings: Settings
+) -> None:
+    registry = _file_registry(tmp_path)
+    runtime = Runtime(settings=settings, db=registry, catalogs=catalogs)
+    bootstrap(runtime)
+    who = person_id()
+    token = register_airline(runtime)
+    with client(runtime, token) as http:
+        answer = http.post("/api/v1/checks", json=[{"subject": who, "measure": "air-travel"}])
+        assert answer.status_code == 200, answer.text
+        ref = answer.json()[0]["ref"]
+        mine = {"Authorization": f"Bearer {_subject_token(runtime, who)}"}
+        assert [c["ref"] for c in http.get("/api/v1/me/checks", headers=mine).json()] == [ref]
+        assert http.get(f"/api/v1/me/checks/{ref}", headers=mine).status_code == 200
+        assert [c["ref"] for c in http.get("/api/v1/me/file", headers=mine).json()["checks"]] == [ref]
+    with registry.read() as conn:
+        assert conn.execute(select(func.count()).select_from(check_calls)).scalar() == 0
+    with runtime.check_log_db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(check_calls)).scalar() == 1
+    registry.dispose()
+
+
+def test_postgresql_and_bound_databases_keep_the_check_log_in_the_registry(runtime: Runtime) -> None:
+    assert runtime.check_log_db is runtime.db
+    assert prepare(runtime.db, runtime.check_log_db) == 0

@@ -65,6 +65,11 @@ def list_defaulter(
 
 @pytest.fixture
 def airline(runtime: Runtime) -> str:
+    return register_airline(runtime)
+
+
+def register_airline(runtime: Runtime) -> str:
+    """Air China, asking about air travel and rail: its token."""
     with runtime.db.begin() as conn:
         register_party(
             conn,

@@ -60,7 +60,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         str(runtime.settings.timezone),
         directory=index_directory(runtime.settings),
     )
-    check_log = CheckLog(runtime.db)
+    check_log = CheckLog(runtime.check_log_db)
     interval = int(runtime.settings.scheduler_interval)
     scheduler = Scheduler(
         runtime.db,
@@ -79,7 +79,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         freeze_startup_objects()  # the app, catalogs and index live as long as the worker
         checkpoints = ExitStack()
         if float(settings.checkpoint_interval) > 0:
-            checkpoints.enter_context(runtime.db.checkpoints(float(settings.checkpoint_interval)))
+            for db in {id(d): d for d in (runtime.db, runtime.check_log_db)}.values():
+                checkpoints.enter_context(db.checkpoints(float(settings.checkpoint_interval)))
         # As many request threads as the pool keeps connections for (AnyIO's default is 40).
         anyio.to_thread.current_default_thread_limiter().total_tokens = int(settings.worker_threads)
         writer.start()

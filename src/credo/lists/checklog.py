@@ -20,6 +20,12 @@ SQLite, 5.6 ms of CPU per manifest of 300; now ~0.5 ms). Each item's ref is
 subject the items about them (a match of the index is confirmed against the
 call's subjects), one dict per check as the API shows it.
 
+On SQLite the log has a database file of its own (``Database.companion``:
+``{database}-checks``), so that its commit never waits for an ingest batch
+holding the registry's writer; :func:`prepare` migrates it and copies in the
+calls the registry's own ``check_calls`` holds (those logged before, or put
+back by a restore); backups fold its calls back into the one backup file.
+
 Bounded: beyond ``max_waiting`` items waiting, a call is refused with
 :class:`~credo.store.db.Overloaded` (503 with Retry-After) rather than
 queueing without end. If a batch is refused, each call in it is retried in
@@ -36,8 +42,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, func, select, text
 
+from credo.store import migrate
 from credo.store.db import Database, Overloaded, insert_many
 from credo.store.tables import check_calls
 
@@ -81,6 +88,51 @@ class Call:
 def write_calls(conn: Connection, calls: Sequence[Call]) -> None:
     """Log ``calls`` in the connection's transaction (the database indexes their subjects)."""
     insert_many(conn, check_calls, CALL_COLUMNS, [call.row() for call in calls])
+
+
+COMPANION = "checks"  # the check log's file beside an SQLite registry: ``{database}-checks``
+
+
+def log_database(registry: Database, **pool: Any) -> Database:
+    """Where the check log is written and read: on SQLite a file of its own beside the
+    registry's, elsewhere (PostgreSQL, tests' bound connection) the registry database."""
+    return registry.companion(COMPANION, **pool)
+
+
+def copy_calls(source: Database, target: Database, *, chunk: int = 5_000) -> int:
+    """Append to ``target`` every call of ``source`` after ``target``'s last (by ``seq``),
+    in ``seq`` order and with their ``seq``: how many were copied. Safe to run twice at
+    once: each chunk reads ``target``'s last call inside its write transaction."""
+    copied = 0
+    columns = [c.name for c in check_calls.columns]
+    while True:
+        with target.begin(shed=False) as conn:
+            last = conn.execute(select(func.max(check_calls.c.seq))).scalar() or 0
+            with source.read() as read:
+                rows = [
+                    tuple(row)
+                    for row in read.execute(
+                        select(*check_calls.columns)
+                        .where(check_calls.c.seq > last)
+                        .order_by(check_calls.c.seq)
+                        .limit(chunk)
+                    )
+                ]
+            insert_many(conn, check_calls, columns, rows)
+        if not rows:
+            return copied
+        copied += len(rows)
+
+
+def prepare(registry: Database, log: Database) -> int:
+    """Make the check log's own database ready (``log_database``): migrated like a registry
+    (of its tables only ``check_calls`` is used), then holding every call the registry's own
+    ``check_calls`` has and it lacks: how many were copied (0 when the log is the registry)."""
+    if log is registry:
+        return 0
+    with log.begin(shed=False) as conn:
+        migrate.upgrade(conn)
+    return copy_calls(registry, log)
 
 
 #: The calls whose subjects include ``:subject``, by each database's index of them.

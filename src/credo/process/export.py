@@ -23,6 +23,7 @@ from credo.process.appeals import appeals_of
 from credo.process.notices import render
 from credo.process.rectification import requests_of
 from credo.scoring.online import default_schemes, score_subject
+from credo.store.db import Database
 from credo.store.tables import notices, records, subjects
 
 if TYPE_CHECKING:
@@ -54,7 +55,10 @@ def subject_file(
     now: datetime | None = None,
     *,
     ranks: RankCache | None = None,
+    check_log: Database | None = None,
 ) -> dict[str, Any]:
+    """Everything credo holds about one subject; their checks are read from ``check_log``
+    (the check log's own database, ``Runtime.check_log_db``) when it is given, else ``conn``."""
     now = now or datetime.now(UTC)
     who = conn.execute(select(subjects).where(subjects.c.id == subject_id)).one()
     subject = f"{who.kind}:{who.identifier}"
@@ -83,9 +87,12 @@ def subject_file(
             select(notices).where(notices.c.subject_id == subject_id).order_by(notices.c.id)
         )
     ]
-    check_rows = [
-        {k: _iso(v) for k, v in c.items()} for c in checks_about(conn, subject, newest_first=False)
-    ]
+    if check_log is None:
+        checks = checks_about(conn, subject, newest_first=False)
+    else:
+        with check_log.read() as log:
+            checks = checks_about(log, subject, newest_first=False)
+    check_rows = [{k: _iso(v) for k, v in c.items()} for c in checks]
     return {
         "subject": subject,
         "generated_at": now.isoformat(),

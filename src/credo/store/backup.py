@@ -13,6 +13,11 @@ A restore goes only into an empty database (one without a registry): it
 never merges with or overwrites a registry. The kind of a backup is read
 from its first bytes, so a SQLite backup is never fed to PostgreSQL.
 
+On SQLite the check log has a file of its own beside the registry's
+(``{database}-checks``, see ``lists/checklog.py``): a backup folds its calls
+into the backup's ``check_calls``, so the backup stays one file, and a
+restored registry's check log is made again from them when it is first opened.
+
 Not in the backup: the log's signing key (a secret; keep it apart, see
 ``docs/security.md``). ``credo audit verify`` on the restored registry
 needs the same key (or its verifier key) to check the signed tree heads.
@@ -36,6 +41,7 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import URL
 
 from credo.ledger.log import latest_tree_head
+from credo.lists.checklog import COMPANION
 from credo.store.db import Database
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -164,6 +170,9 @@ def _backup_sqlite(db: Database, target: Path) -> tuple[int, str | None]:
     dst = sqlite3.connect(target)
     try:
         src.backup(dst)  # every page under one read transaction: a snapshot
+        companion = db.companion_path(COMPANION)
+        if companion is not None and Path(companion).exists():
+            _fold_calls(dst, companion)
         dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
         check = dst.execute("PRAGMA integrity_check").fetchone()[0]
         if check != "ok":
@@ -177,6 +186,20 @@ def _backup_sqlite(db: Database, target: Path) -> tuple[int, str | None]:
             return _head(conn)
     finally:
         copy.dispose()
+
+
+def _fold_calls(dst: sqlite3.Connection, companion: str) -> None:
+    """Append to the backup's ``check_calls`` the check log's calls it lacks (by ``seq``):
+    those logged in the check log's own file; its index fills by its trigger."""
+    dst.execute("ATTACH DATABASE ? AS checklog", (companion,))
+    try:
+        with dst:  # one transaction: all the calls or none
+            dst.execute(
+                "INSERT INTO main.check_calls SELECT * FROM checklog.check_calls"
+                " WHERE seq > (SELECT coalesce(max(seq), 0) FROM main.check_calls) ORDER BY seq"
+            )
+    finally:
+        dst.execute("DETACH DATABASE checklog")
 
 
 def _backup_postgresql(db: Database, target: Path) -> tuple[int, str | None]:
@@ -229,6 +252,9 @@ def _restore_sqlite(db: Database, path: Path) -> None:
     target = _sqlite_path(db.engine.url)
     if target.exists() and target.stat().st_size > 0 and _holds_registry(db):
         raise BackupError(f"{target}: already holds a registry; restore into a new file (move this one away)")
+    companion = db.companion_path(COMPANION)
+    if companion is not None and Path(companion).exists():  # another registry's check log
+        raise BackupError(f"{companion}: a check log is there already; restore beside none (move it away)")
     db.dispose()
     src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:

@@ -119,7 +119,7 @@ async def check_answers(
     except CheckError as exc:
         raise Problem(exc.status, "Check refused", str(exc)) from None
     log: CheckLog | None = getattr(state, "check_log", None)
-    await (log or CheckLog(runtime.db)).write(call)
+    await (log or CheckLog(runtime.check_log_db)).write(call)
     return orjson.dumps(answers)
 
 
@@ -137,7 +137,7 @@ def my_checks(
 ) -> list[dict[str, Any]]:
     """Every check a relying party made about me: who, when, for what purpose, and the answer."""
     subject = _subject_text(runtime, principal)
-    with runtime.db.read() as conn:
+    with runtime.check_log_db.read() as conn:
         rows = checks_about(conn, subject, limit=limit)
     return [{**r, "checked_at": r["checked_at"].isoformat()} for r in rows]
 
@@ -148,13 +148,12 @@ def my_check(
 ) -> dict[str, Any]:
     """One check, with the listing that caused a denial and how to contest it."""
     subject = _subject_text(runtime, principal)
-    with runtime.db.read() as conn:
+    with runtime.check_log_db.read() as conn:
         row = check_by_ref(conn, subject, ref)
-        if row is None:
-            raise Problem(404, "Not Found", f"no check {ref!r} about you")
-        checked = (
-            row["checked_at"].replace(tzinfo=UTC) if row["checked_at"].tzinfo is None else row["checked_at"]
-        )
+    if row is None:
+        raise Problem(404, "Not Found", f"no check {ref!r} about you")
+    checked = row["checked_at"].replace(tzinfo=UTC) if row["checked_at"].tzinfo is None else row["checked_at"]
+    with runtime.db.read() as conn:
         views = listing_views(
             conn, runtime.catalogs, subject_ids=[principal.subject_id or 0], known_at=checked
         )

@@ -58,7 +58,9 @@ class RectificationIn(BaseModel):
 def my_file(runtime: RuntimeDep, principal: SubjectDep) -> dict[str, Any]:
     """Everything credo holds about me (JSON); see /me/export for the PDF."""
     with runtime.db.read() as conn:
-        return subject_file(conn, runtime.catalogs, _me(principal), ranks=runtime.ranks)
+        return subject_file(
+            conn, runtime.catalogs, _me(principal), ranks=runtime.ranks, check_log=runtime.check_log_db
+        )
 
 
 @router.get("/export", responses={200: {"content": {"application/pdf": {}}}})
@@ -67,7 +69,9 @@ def my_export(
 ) -> Response:
     """My whole file as JSON or as a PDF a person can read."""
     with runtime.db.read() as conn:
-        data = subject_file(conn, runtime.catalogs, _me(principal), ranks=runtime.ranks)
+        data = subject_file(
+            conn, runtime.catalogs, _me(principal), ranks=runtime.ranks, check_log=runtime.check_log_db
+        )
     if format == "pdf":
         return Response(
             subject_file_pdf(data),

@@ -93,7 +93,9 @@ def score(page: SubjectPage) -> Response:
 def my_file(page: SubjectPage) -> Response:
     sid = page.require_subject()
     with page.runtime.db.read() as conn:
-        data = subject_file(conn, page.runtime.catalogs, sid, ranks=page.runtime.ranks)
+        data = subject_file(
+            conn, page.runtime.catalogs, sid, ranks=page.runtime.ranks, check_log=page.runtime.check_log_db
+        )
     status: dict[int, list[dict[str, Any]]] = {}
     for s in data["scores"]:
         for r in s["records"]:
@@ -308,7 +310,9 @@ def export(fmt: str, page: SubjectPage) -> Response:
         raise WebError(404, "Download as JSON or PDF.")
     sid = page.require_subject()
     with page.runtime.db.read() as conn:
-        data = subject_file(conn, page.runtime.catalogs, sid, ranks=page.runtime.ranks)
+        data = subject_file(
+            conn, page.runtime.catalogs, sid, ranks=page.runtime.ranks, check_log=page.runtime.check_log_db
+        )
     if fmt == "pdf":
         body, media = subject_file_pdf(data), "application/pdf"
     else:
