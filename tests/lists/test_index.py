@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from factories import person_id
@@ -107,6 +109,31 @@ def test_an_overlay_replaces_the_snapshots_answer_for_its_subjects() -> None:
         "denied",
         "granted",
     ]
+
+
+class CountedLookups(dict[str, frozenset[str]]):
+    looked_up = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.looked_up += 1
+        return super().get(key, default)
+
+
+def test_a_manifest_looks_up_in_the_overlay_only_the_subjects_its_filter_lets_through() -> None:
+    """At 50,000 changed subjects one flag per cell of the filter (2**20) would let ~5 % through;
+    8 flags a cell, chosen by 3 more bits of the hashed key: ~0.6 %. Changed ones always pass."""
+    rng = random.Random(29)
+    index = CheckIndex.from_members(EFFECTS, {})
+    changed = {f"foreign:DE:C{i}": frozenset({"air-travel"}) for i in range(50_000)}
+    later = index.with_overlay(changed, version=1)
+    counted = CountedLookups(later.overlay)
+    later = dataclasses.replace(later, overlay=counted)
+    persons = [str(parse_subject_ref(person_id())) for _ in range(2000)]
+    asked = ["air-travel"] * 2000
+    assert later.decide_many(persons, asked, canonical=True) == ["allowed"] * 2000
+    assert counted.looked_up < 40  # ~12 expected; one flag a cell: ~95
+    some = rng.sample(sorted(changed), 300)
+    assert later.decide_many([*some, *persons[:100]], asked[:400]) == ["denied"] * 300 + ["allowed"] * 100
 
 
 def test_a_snapshot_on_disk_answers_as_the_one_in_memory(tmp_path: Path) -> None:
@@ -212,6 +239,27 @@ def test_a_manifest_of_canonical_persons_is_hashed_in_one_product_as_key_by_key(
     organisation = rng.choice([s for s in people(rng, 200) if not s.startswith("person:")])
     for other in (organisation, "person:Y", persons[0] + " ", "person:" + "１" * 17 + "X"):
         assert index_module.canonical_person_hashes([*persons[:5], other]) is None
+
+
+def test_a_subject_whose_two_buckets_are_one_is_found_once_in_its_slot() -> None:
+    """A table of one bucket: every key's two buckets are that one, so the slot holding it compares
+    equal twice; the subject is still one hit, in the slot the scalar path finds."""
+    listed = [str(parse_subject_ref(person_id())) for _ in range(2)]
+    organisation = "organisation:91110000600037341L"
+    snapshot = Snapshot.build({"air-travel": {*listed, organisation}})
+    assert snapshot.table.shape == (1, index_module.SLOTS)
+    unlisted = str(parse_subject_ref(person_id()))
+    manifest = [listed[0], unlisted, organisation, listed[1], "person:Y", listed[0]]
+    rows, slots = snapshot.positions(manifest)
+    assert rows == [0, 2, 3, 5]
+    assert slots == [snapshot.position(manifest[r]) for r in rows] and min(slots) >= 0
+    persons = [listed[1], unlisted, listed[0]]
+    hashes = index_module.canonical_person_hashes(persons)
+    assert hashes is not None
+    assert snapshot.matches(persons, hashes, None) == ([0, 2], [slots[2], slots[0]])
+    index = CheckIndex(EFFECTS, snapshot)
+    decided = ["denied", "allowed", "denied", "denied", "allowed", "denied"]
+    assert index.decide_many(manifest, ["air-travel"] * 6) == decided
 
 
 def test_a_manifest_is_decided_as_item_by_item_whatever_its_subjects_measures_and_overlay() -> None:
