@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -70,26 +71,36 @@ def sqlite_engine(tmp_path_factory: pytest.TempPathFactory, catalogs: Registry) 
     engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def postgresql_engine(catalogs: Registry) -> Iterator[Engine]:
+@contextmanager
+def postgres_schema(prefix: str = "credo_test") -> Iterator[str]:
+    """A PostgreSQL schema of its own for the block, dropped after it. Skips the test when
+    PostgreSQL is unreachable, and fails it under ``CI=true``."""
     problem = _postgres_available()
     if problem is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL at {POSTGRES_URL} is unreachable under CI=true: {problem}")
         pytest.skip(f"PostgreSQL unreachable: {problem}")
-    schema = f"credo_test_{secrets.token_hex(4)}"
+    schema = f"{prefix}_{secrets.token_hex(4)}"
     admin = make_engine(POSTGRES_URL)
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
-    engine = _postgres_engine(schema)
-    with Database(engine).begin() as conn:
-        migrate.upgrade(conn)
-        sync_catalogs(conn, catalogs)
-    yield engine
-    engine.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    try:
+        yield schema
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgresql_engine(catalogs: Registry) -> Iterator[Engine]:
+    with postgres_schema() as schema:
+        engine = _postgres_engine(schema)
+        with Database(engine).begin() as conn:
+            migrate.upgrade(conn)
+            sync_catalogs(conn, catalogs)
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -132,6 +132,15 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     Setting(
+        "ingest_processes",
+        int,
+        1,
+        "Processes beside each API worker that check and append agencies' batches, so that a "
+        "batch's Python never takes the worker's GIL from the checks it answers; 0: batches run "
+        "on the worker's own threads (always so for an in-memory database).",
+        minimum=0,
+    ),
+    Setting(
         "worker_threads",
         int,
         16,
@@ -200,6 +209,8 @@ class Settings:
     values: Mapping[str, Any] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # pickle asks for these before ``values`` is set
+            raise AttributeError(name)
         try:
             return self.values[name]
         except KeyError:

@@ -16,6 +16,7 @@ from credo.api import openapi, problems
 from credo.api.deps import TokenCache, plain_parameters
 from credo.api.fastpath import ChecksFastPath
 from credo.api.guard import AccessWriter, GuardMiddleware, Limits, configure_logging
+from credo.api.ingest import IngestProcesses
 from credo.api.routers import audit, health, lists, me, records, review, scores
 from credo.lists.checklog import CheckLog
 from credo.lists.keeper import IndexKeeper, index_directory
@@ -70,6 +71,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
 
     writer = AccessWriter(runtime.db, capacity=int(runtime.settings.access_log_queue))
+    processes = int(runtime.settings.ingest_processes)
+    ingest = IngestProcesses(runtime.settings, processes) if processes and runtime.db.shared else None
     freezer = Freezer()
     settings = runtime.settings
 
@@ -88,11 +91,15 @@ def create_app(runtime: Runtime) -> FastAPI:
         check_log.start()
         if interval > 0:
             scheduler.start(interval)
+        if ingest is not None:
+            await anyio.to_thread.run_sync(ingest.start)
         freezer.start()
         try:
             yield
         finally:
             freezer.stop()
+            if ingest is not None:
+                await anyio.to_thread.run_sync(ingest.stop)
             scheduler.stop()
             check_log.stop()
             keeper.stop()
@@ -110,6 +117,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.index_keeper = keeper
     app.state.check_log = check_log
     app.state.access_writer = writer
+    app.state.ingest_processes = ingest
     app.state.token_cache = TokenCache(float(settings.token_cache_seconds))
     app.state.party_cache = lists.PartyCache()
     routers = (

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from itertools import chain
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 from sqlalchemy import (
@@ -134,10 +134,22 @@ _WRITER_LOCKS: dict[str, WriterLock] = {}
 _WRITER_LOCKS_LOCK = threading.Lock()
 
 
+def _sqlite_file(database: str | None) -> TypeGuard[str]:
+    """Whether an SQLite URL's database is a file others can open (not ``:memory:`` or a
+    ``file:`` URI, which tests use for shared in-memory databases)."""
+    return database not in (None, "", ":memory:") and not database.startswith("file:")
+
+
+def _no_autocheckpoint(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    if record.info.get("credo_autocheckpoint") != 0:
+        dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
+        record.info["credo_autocheckpoint"] = 0
+
+
 def _writer_lock(database: str | None) -> WriterLock:
     """This process's writer lock of an SQLite database: one per file, shared with other
     processes through ``{file}-writer``; one per ``Database`` in memory."""
-    if database in (None, "", ":memory:") or database.startswith("file:"):
+    if not _sqlite_file(database):
         return WriterLock()
     path = os.path.realpath(database)
     with _WRITER_LOCKS_LOCK:
@@ -247,14 +259,9 @@ class Checkpointer:
         self._ran = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def _on_checkout(self, dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        if record.info.get("credo_autocheckpoint") != 0:
-            dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
-            record.info["credo_autocheckpoint"] = 0
-
     def start(self) -> None:
         self._stop.clear()
-        event.listen(self.engine, "checkout", self._on_checkout)
+        event.listen(self.engine, "checkout", _no_autocheckpoint)
         self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
         self._thread.start()
 
@@ -281,7 +288,7 @@ class Checkpointer:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        event.remove(self.engine, "checkout", self._on_checkout)
+        event.remove(self.engine, "checkout", _no_autocheckpoint)
         self.engine.dispose()  # the pooled connections, which no longer checkpoint themselves
 
 
@@ -336,16 +343,24 @@ class Database:
             max_writer_wait=max_writer_wait,
         )
 
+    @property
+    def shared(self) -> bool:
+        """Whether another process can open this database: PostgreSQL, or an SQLite file (not
+        one in memory, and not tests' bound connection, whose transaction no one else sees)."""
+        return self._bound is None and (self.dialect != "sqlite" or _sqlite_file(self.engine.url.database))
+
+    def leave_checkpoints(self) -> None:
+        """This process's connections never checkpoint SQLite's WAL themselves: another
+        process's :class:`Checkpointer` does (an ingest process beside a server worker)."""
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "checkout", _no_autocheckpoint)
+
     def companion_path(self, name: str) -> str | None:
         """The file of the companion ``name`` (``{database}-{name}``), or None where there is
         none: PostgreSQL, an in-memory or a bound (test) database."""
-        url = self.engine.url
-        database = url.database
-        if self._bound is not None or url.get_backend_name() != "sqlite":
+        if not self.shared or self.dialect != "sqlite":
             return None
-        if database in (None, "", ":memory:") or database.startswith("file:"):
-            return None
-        return f"{database}-{name}"
+        return f"{self.engine.url.database}-{name}"
 
     def companion(self, name: str, **kwargs: Any) -> Database:
         """A database beside this one for one busy append-only log, with a writer of its own.
@@ -415,9 +430,7 @@ class Database:
     def checkpoints(self, interval: float = 1.0) -> Iterator[Checkpointer | None]:
         """WAL checkpoints on a background thread while the block runs (a file-backed
         SQLite database; elsewhere nothing changes and the block gets ``None``)."""
-        url = self.engine.url
-        in_memory = url.database in (None, "", ":memory:")
-        if self._bound is not None or url.get_backend_name() != "sqlite" or in_memory:
+        if not self.shared or self.dialect != "sqlite":
             yield None
             return
         checkpointer = Checkpointer(self.engine, interval)

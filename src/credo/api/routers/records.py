@@ -11,10 +11,10 @@ from starlette.concurrency import run_in_threadpool
 
 from credo.access.services import Principal, Role
 from credo.api.deps import MAX_ID, RuntimeDep, require
+from credo.api.ingest import ingest_batch
 from credo.api.problems import Problem
-from credo.ledger.services import prepare, quarantine_rows
+from credo.ledger.services import quarantine_rows
 from credo.ledger.validate import RECORD_FIELDS
-from credo.process.intake import append_and_notify
 
 router = APIRouter(prefix="/api/v1", tags=["agency"])
 AgencyDep = Annotated[Principal, Depends(require(Role.AGENCY))]
@@ -127,24 +127,11 @@ async def post_records(request: Request, runtime: RuntimeDep, agency: AgencyDep)
         raise Problem(413, "Batch too large", f"body: at most {limit} records per call, got {len(items)}")
     assert agency.agency is not None
 
-    def run() -> dict[str, Any]:
-        # Checked before the write transaction: the checks need no database, and
-        # another batch's statements and commit can run meanwhile. One registry
-        # for both steps, whatever a catalog reload swaps in between.
-        catalogs = runtime.catalogs
-        batch = prepare(catalogs, agency.agency or "", items)
-        with runtime.db.begin() as conn:
-            result = append_and_notify(
-                conn, catalogs, runtime.log, batch, source=f"api:token{agency.token_id}"
-            )
-        return {
-            **result.counts(),
-            "tree_size": result.tree_size,
-            "checkpoint": result.checkpoint,
-            "items": [o.as_dict() for o in result.outcomes],
-        }
-
-    out = await run_in_threadpool(run)
+    processes = getattr(request.app.state, "ingest_processes", None)
+    if processes is not None:  # in a process of its own: see credo.api.ingest
+        answer = await processes.run(agency.agency, agency.token_id, body)
+        return Response(answer, media_type="application/json")
+    out = await run_in_threadpool(ingest_batch, runtime, agency.agency, agency.token_id, items)
     return Response(orjson.dumps(out), media_type="application/json")
 
 
