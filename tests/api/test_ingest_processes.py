@@ -4,13 +4,17 @@ batch) when that process dies."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from conftest import POSTGRES_URL, postgres_schema
 from factories import RecordFactory
@@ -112,3 +116,44 @@ def test_settings_cross_to_the_ingest_process(settings: Settings) -> None:
     copy = pickle.loads(pickle.dumps(settings))
     assert copy == settings and copy.ingest_processes == settings.ingest_processes
     assert ingest_module.IngestProcesses(settings, 1).processes == 1
+
+
+_KILLED_WORKER = """
+import sys
+from credo.api.ingest import IngestProcesses
+from credo.settings import load_settings
+
+if __name__ == "__main__":
+    pool = IngestProcesses(load_settings({"CREDO_DATABASE_URL": sys.argv[1]}), 1)
+    print(*pool.start(), flush=True)
+    sys.stdin.read()  # until killed
+"""
+
+
+def test_an_ingest_process_exits_when_its_worker_is_killed(tmp_path: Path) -> None:
+    """A SIGKILLed worker leaves no ingest process behind (they once waited forever)."""
+    script = tmp_path / "worker.py"
+    script.write_text(_KILLED_WORKER)
+    worker = subprocess.Popen(
+        [sys.executable, str(script), f"sqlite:///{tmp_path / 'credo.db'}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stdin is not None and worker.stdout is not None
+    processes: list[psutil.Process] = []
+    try:
+        processes = [psutil.Process(int(pid)) for pid in worker.stdout.readline().split()]
+        assert [p.ppid() for p in processes] == [worker.pid]
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        _, alive = psutil.wait_procs(processes, timeout=10)
+        assert not alive, "the ingest process outlived its worker"
+    finally:
+        worker.kill()
+        worker.wait()
+        for process in processes:  # (an orphan holds the pipes open: never wait on them)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        worker.stdin.close()
+        worker.stdout.close()

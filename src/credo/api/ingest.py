@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -57,8 +59,25 @@ def ingest_batch(runtime: Runtime, agency: str, token_id: int, items: list[Any])
     }
 
 
-def _start(settings: Settings) -> None:
+def _watch(worker: int, every: float = 0.5) -> None:
+    """Exit once the worker that started this process is gone (SIGKILL, a crash).
+
+    Why: the process waits on a queue whose writing end it holds itself (``spawn`` hands
+    it both ends), so it never sees its worker die; left alone it would wait forever, an
+    orphan holding the registry open, one more for every killed worker. Nothing is lost:
+    a batch it was appending is rolled back, or committed and found as a ``duplicate``
+    when the agency sends it again. Polled, because ``PR_SET_PDEATHSIG`` follows the
+    thread that started the process, and the pool starts them from whichever thread
+    submits.
+    """
+    while os.getppid() == worker:
+        time.sleep(every)
+    os._exit(1)
+
+
+def _start(settings: Settings, worker: int) -> None:
     global _RUNTIME
+    threading.Thread(target=_watch, args=(worker,), name="watch-worker", daemon=True).start()
     _RUNTIME = Runtime.open(settings)
     if float(settings.checkpoint_interval) > 0:  # the worker's checkpointer runs them
         _RUNTIME.db.leave_checkpoints()
@@ -89,7 +108,7 @@ class IngestProcesses:
             self.processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start,
-            initargs=(self.settings,),
+            initargs=(self.settings, os.getpid()),
         )
 
     def start(self) -> list[int]:
