@@ -13,7 +13,15 @@ for a fresh PostgreSQL database dropped afterwards) served by a real
    party, 200 subjects with a file each).
 2. **Capacity**: after a warm-up, a closed loop of ``--concurrency``
    clients sends the mix as fast as the server answers, for
-   ``--capacity-seconds``; capacity = 2xx answers per second.
+   ``--capacity-seconds`` (2xx answers per second: the ceiling). Then open
+   loops of ``--step-seconds`` each at 0.3, 0.4, ... 1.0 x that ceiling, up
+   to the first that is not answered in full (a request shed or failed, or
+   checks' p99 over 500 ms: a queue growing); capacity = the fastest step
+   answered in full. Why: the closed loop never has more than its 16
+   requests in the server, while an open loop's bursts put up to 64 there;
+   on session 8's machine 0.7 x the closed loop's 630 requests/s was more
+   than the server sustained at all (at 330 requests/s it already shed).
+   ``--capacity-from closed`` takes the closed loop's figure as before.
 3. **Sustain**: an open loop (Poisson arrivals at ``--load`` x capacity,
    sent on schedule whether or not earlier answers came back; latency
    counted from the scheduled moment, so a stalled server cannot hide its
@@ -550,6 +558,36 @@ async def closed_loop(pool: Pool, mix: Mix, phase: Phase, pid: int, clients: int
     await watcher
 
 
+STEP_CHECK_P99_MS = 500.0  # a step whose checks wait longer than this is building a queue
+
+
+async def answered_in_full(
+    pool: Pool,
+    mix: Mix,
+    pid: int,
+    rng: random.Random,
+    ceiling: float,
+    seconds: float,
+    steps: list[dict[str, Any]],
+) -> float:
+    """The fastest open-loop rate, of 0.3, 0.4, ... 1.0 x ``ceiling``, answered in full (every
+    answer 2xx, checks' p99 under ``STEP_CHECK_P99_MS``); each step is appended to ``steps``."""
+    passed = 0.0
+    for tenths in range(3, 11):
+        step = Phase(f"step {tenths / 10:g}", seconds, ceiling * tenths / 10)
+        await open_loop(pool, mix, step, pid, rng)
+        check_p99 = percentile([s.ms for s in step.of("check")], 99)
+        full = all(200 <= s.status < 300 for s in step.samples) and check_p99 < STEP_CHECK_P99_MS
+        steps.append({"rate": round(step.rate or 0, 1), "answered_in_full": full, **summary(step)})
+        if not full:
+            await asyncio.sleep(seconds)  # let the queue it built drain before the next phase
+            break
+        passed = step.rate or 0.0
+    if passed == 0:
+        raise SystemExit(f"no open-loop step down to 0.3 x {ceiling:.1f} requests/s was answered in full")
+    return passed
+
+
 # -- the run ------------------------------------------------------------------------------------
 
 
@@ -661,9 +699,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 cap = Phase("capacity", args.capacity_seconds, None)
                 await closed_loop(pool, mix, cap, pid, args.concurrency)
                 ok = [s for s in cap.samples if 200 <= s.status < 300]
-                capacity = len(ok) / cap.wall
+                closed = capacity = len(ok) / cap.wall
                 if capacity < 1:
                     raise SystemExit(f"capacity {capacity:.2f} requests/s: the server is not answering")
+                steps: list[dict[str, Any]] = []
+                if args.capacity_from == "open":
+                    capacity = await answered_in_full(pool, mix, pid, rng, closed, args.step_seconds, steps)
                 # --rate: one offered load for every run of an A/B comparison (the closed loop's
                 # capacity moves between runs of the same code; 70 % of it would not).
                 rate = args.rate or capacity * args.load
@@ -698,6 +739,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "load_average_end": os.getloadavg(),
         "seeded_seconds": round(seeded, 1),
         "capacity": round(capacity, 1),
+        "closed_loop_capacity": round(closed, 1),
+        "steps": steps,
         "phases": {p.name: summary(p) for p in (warm, cap, sustain, over, recover)},
         "memory": {"growth": growth, "base_mib": rss_base / 2**20, "end_mib": rss_end / 2**20},
         "recovered_after": recovered,
@@ -746,8 +789,25 @@ def report(result: dict[str, Any], command: str, where: str) -> str:
         ),
         "- subject reads timed one at a time on the idle server before the run (p50 / max ms of 10): "
         + ", ".join(f"`{k}` {v['p50']} / {v['max']}" for k, v in result["probe"].items()),
-        f"- capacity (closed loop, {result['args']['concurrency']} clients): "
-        f"**{result['capacity']} requests/s**; load average at the end "
+        (
+            f"- capacity (closed loop, {result['args']['concurrency']} clients): "
+            f"**{result['capacity']} requests/s**"
+            if not result.get("steps")
+            else f"- capacity: **{result['capacity']} requests/s**, the fastest open-loop step in full "
+            f"({result['args']['step_seconds']:g} s each; the closed loop of {result['args']['concurrency']} "
+            f"clients: {result['closed_loop_capacity']} requests/s); steps: "
+            + ", ".join(
+                f"{st['rate']}/s {'in full' if st['answered_in_full'] else 'NOT in full'} "
+                f"(checks p99 {st['check']['p99'] if st.get('check') else '-'} ms"
+                + (
+                    f", {sum(v for k, v in st['statuses'].items() if not k.startswith('2')):,} not 2xx)"
+                    if not st["answered_in_full"]
+                    else ")"
+                )
+                for st in result["steps"]
+            )
+        )
+        + "; load average at the end "
         + ", ".join(f"{x:.2f}" for x in result["load_average_end"]),
         "",
         "| phase | offered | answered/s | statuses | checks p50 / p99 / max ms (n) | "
@@ -820,6 +880,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--seed-records", type=int, default=20_000)
+    parser.add_argument(
+        "--capacity-from",
+        choices=("open", "closed"),
+        default="open",
+        help="capacity: the fastest open-loop step answered in full (default), or the closed loop's rate",
+    )
+    parser.add_argument("--step-seconds", type=float, default=20.0, help="length of each open-loop step")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (CREDO_WORKERS)")
     parser.add_argument(
         "--rate", type=float, default=0.0, help="sustained requests/s offered (default: --load x capacity)"
@@ -863,7 +930,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.seed_records, args.warmup, args.capacity_seconds = 2000, 2, 5
-        args.sustain, args.overload, args.recover = 10, 5, 10
+        args.sustain, args.overload, args.recover, args.step_seconds = 10, 5, 10, 2
     where = machine()
     result = asyncio.run(run(args))
     result["machine"] = where
