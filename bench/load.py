@@ -578,7 +578,7 @@ async def answered_in_full(
         await open_loop(pool, mix, step, pid, rng)
         check_p99 = percentile([s.ms for s in step.of("check")], 99)
         full = all(200 <= s.status < 300 for s in step.samples) and check_p99 < STEP_CHECK_P99_MS
-        steps.append({"rate": round(step.rate or 0, 1), "answered_in_full": full, **summary(step)})
+        steps.append({**summary(step), "offered": round(step.rate or 0, 1), "answered_in_full": full})
         if not full:
             await asyncio.sleep(seconds)  # let the queue it built drain before the next phase
             break
@@ -797,7 +797,7 @@ def report(result: dict[str, Any], command: str, where: str) -> str:
             f"({result['args']['step_seconds']:g} s each; the closed loop of {result['args']['concurrency']} "
             f"clients: {result['closed_loop_capacity']} requests/s); steps: "
             + ", ".join(
-                f"{st['rate']}/s {'in full' if st['answered_in_full'] else 'NOT in full'} "
+                f"{st['offered']}/s offered, {'in full' if st['answered_in_full'] else 'NOT in full'} "
                 f"(checks p99 {st['check']['p99'] if st.get('check') else '-'} ms"
                 + (
                     f", {sum(v for k, v in st['statuses'].items() if not k.startswith('2')):,} not 2xx)"
