@@ -123,3 +123,16 @@ def test_a_database_in_memory_has_no_lock_file(
         assert list(tmp_path.iterdir()) == []
     finally:
         db.dispose()
+
+
+def test_the_lock_file_is_made_by_the_first_write_not_by_opening_the_database(tmp_path: Path) -> None:
+    # A command that only reads settings (or a test on the default URL) left `credo.db-writer`
+    # in the working directory.
+    db = Database.from_url(f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        assert not (tmp_path / "w.db-writer").exists()
+        with db.begin() as conn:
+            conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        assert (tmp_path / "w.db-writer").exists()
+    finally:
+        db.dispose()

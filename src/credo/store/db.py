@@ -175,8 +175,10 @@ class WriterLock:
     """
 
     def __init__(self, path: str | None = None) -> None:
-        # the file other processes' writers lock too (see the module's docstring)
-        self._file = None if path is None else os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # the file other processes' writers lock too (see the module's docstring); opened (and
+        # created) by the first write, so that a Database nobody writes through leaves no file
+        self._path = path
+        self._file: int | None = None
         self._cond = threading.Condition(threading.Lock())
         self._owner: int | None = None
         self._depth = 0
@@ -185,7 +187,9 @@ class WriterLock:
 
     def acquire(self, *, urgent: bool = False, blocking: bool = True, timeout: float | None = None) -> bool:
         taken = self._acquire(urgent, blocking, timeout)
-        if taken and self._file is not None and self._depth == 1:  # first taken: the other processes'
+        if taken and self._path is not None and self._depth == 1:  # first taken: the other processes'
+            if self._file is None:  # only the holder gets here
+                self._file = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             fcntl.flock(self._file, fcntl.LOCK_EX)  # turn (blocks without the GIL)
         return taken
 
