@@ -32,8 +32,13 @@ lint: $(BIN)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The suite runs on every CPU (pytest-xdist, TEST_JOBS); the tests that stop and start
+# PostgreSQL run after it, alone, when nothing else uses the cluster. Exit status 5 is
+# "no test selected" (PYTEST_ARGS naming tests of one kind only).
+TEST_JOBS ?= auto
 pytest: $(BIN)/.dev system-deps postgres
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_JOBS) -m "not restarts_postgres" $(PYTEST_ARGS) || test $$? -eq 5
+	$(BIN)/pytest -m restarts_postgres $(PYTEST_ARGS) || test $$? -eq 5
 
 test: lint pytest
 

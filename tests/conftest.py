@@ -53,6 +53,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("restarts_postgres") is not None)
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under pytest-xdist, "last" is only last on one worker: the others still use PostgreSQL."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if item.get_closest_marker("restarts_postgres") and workers > 1:
+        pytest.fail(
+            "restarts PostgreSQL, which other pytest-xdist workers are using: run it alone, "
+            "without -n (`make pytest` runs -m 'not restarts_postgres' on every CPU, then this)"
+        )
+
+
 @pytest.fixture(scope="session")
 def catalogs() -> Registry:
     registry, errors = load_catalogs([CATALOGS])

@@ -33,8 +33,10 @@ with ``CREDO_CRASH_PG_RESTARTS`` (3) of its faults an immediate stop of the Post
 then started again while the server keeps running and clients keep retrying (the server answers
 503 with ``Retry-After`` meanwhile); one more restart cuts a CLI ingest, which is run again. Same
 invariants. It stops the PostgreSQL every other test uses, so it runs only when
-``CREDO_PG_RESTART=1`` or ``CI=true``, and last in the session (``tests/conftest.py`` moves tests
-marked ``restarts_postgres`` to the end); a ``finally`` starts the cluster again whatever happens.
+``CREDO_PG_RESTART=1`` or ``CI=true``, and alone: last in the session (``tests/conftest.py`` moves
+tests marked ``restarts_postgres`` to the end), and after the parallel part of ``make pytest``,
+which runs it in a pytest of its own (a pytest-xdist worker refuses it); a ``finally`` starts the
+cluster again whatever happens.
 
 Starting: ``credo``'s imports take seconds on a busy two-core machine, which
 50 restarts cannot afford. So a launcher process imports the CLI once (and
