@@ -233,14 +233,16 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def server(env: dict[str, str], log: Path) -> Iterator[tuple[int, int]]:
-    """``credo serve`` on a free loopback port; its stderr goes to ``log`` (a pipe nobody reads fills up)."""
+def server(env: dict[str, str], log: Path, requests: Path | None = None) -> Iterator[tuple[int, int]]:
+    """``credo serve`` on a free loopback port; its stderr goes to ``log`` (a pipe nobody reads fills up),
+    its request log (one JSON line per request, stdout) to ``requests`` if given."""
     port = free_port()
     errors = log.open("wb")
+    lines = requests.open("wb") if requests is not None else None
     proc = subprocess.Popen(
         [str(CREDO), "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL if lines is None else lines,
         stderr=errors,
     )
     try:
@@ -267,6 +269,8 @@ def server(env: dict[str, str], log: Path) -> Iterator[tuple[int, int]]:
             proc.kill()
             proc.wait()
         errors.close()
+        if lines is not None:
+            lines.close()
 
 
 # -- a small HTTP/1.1 client --------------------------------------------------------------------
@@ -472,6 +476,7 @@ class Phase:
     rss: list[tuple[float, int]] = field(default_factory=list)
     wall: float = 0.0
     refusals: dict[str, int] = field(default_factory=dict)
+    started: str = ""  # UTC, to line the phase up with the server's request log (--server-log)
 
     def of(self, kind: str | None = None, since: float = 0.0, until: float = math.inf) -> list[Sample]:
         return [s for s in self.samples if (kind is None or s.kind == kind) and since <= s.at < until]
@@ -519,6 +524,7 @@ async def open_loop(pool: Pool, mix: Mix, phase: Phase, pid: int, rng: random.Ra
     assert phase.rate is not None
     before = dict(REFUSALS)
     start = time.monotonic()
+    phase.started = datetime.now(UTC).isoformat()
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch_rss(pid, phase, start, stop))
     tasks: set[asyncio.Task[None]] = set()
@@ -598,6 +604,7 @@ def summary(phase: Phase) -> dict[str, Any]:
         "rate": round(len(phase.samples) / phase.wall, 1) if phase.wall else 0,
         "statuses": phase.statuses(),
         "refusals": phase.refusals,
+        "started": phase.started,
     }
     for kind in KINDS:
         ms = [s.ms for s in phase.of(kind)]
@@ -690,7 +697,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         seeded = time.monotonic() - t0
         registry = Runtime.open(load_settings(reg.env)).catalogs
         mix = Mix(reg, registry, args.batch, args.seed, [f"/api/v1/me/{p}" for p in args.reads.split(",")])
-        with server({**reg.env, "CREDO_WORKERS": str(args.workers)}, Path(tmp) / "serve.log") as (port, pid):
+        env = {**reg.env, "CREDO_WORKERS": str(args.workers)}
+        with server(env, Path(tmp) / "serve.log", args.server_log) as (port, pid):
             pool = Pool(port, args.connections)
             try:
                 probe = await probe_reads(pool, reg, args.probe)
@@ -848,7 +856,8 @@ def report(result: dict[str, Any], command: str, where: str) -> str:
             else "never in the phase"
         ),
         "",
-        "- sustain, per 10 s of sends: checks' p99 ms (answers not 2xx): "
+        f"- sustain (from {p['sustain'].get('started') or '?'}), per 10 s of sends: checks' p99 ms "
+        "(answers not 2xx): "
         + ", ".join(
             f"{w['check_p99']}" + (f" ({w['not_2xx']})" if w["not_2xx"] else "")
             for w in p["sustain"]["timeline"]
@@ -927,6 +936,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 s phases: check the script, not the server")
     parser.add_argument("--write-results", action="store_true", help="record them in bench/RESULTS.md")
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    parser.add_argument(
+        "--server-log",
+        type=Path,
+        default=None,
+        help="keep the server's request log (JSON lines with time, operation, status and ms) in this file, "
+        "to find what a slow window of the timeline was doing",
+    )
     args = parser.parse_args()
     if args.quick:
         args.seed_records, args.warmup, args.capacity_seconds = 2000, 2, 5
