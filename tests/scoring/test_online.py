@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 from factories import person_id
 from ledgers import LedgerBuilder
-from sqlalchemy import select
+from sqlalchemy import Engine, event, select
 
 from credo.catalog.registry import Registry
 from credo.ledger.services import ingest
 from credo.runtime import Runtime
-from credo.scoring.online import default_schemes, score_subject
+from credo.scoring.online import default_schemes, run_live, score_subject
+from credo.scoring.relations import ask
 from credo.store.db import Database
 from credo.store.tables import subjects
 
@@ -146,3 +147,37 @@ def test_the_rank_counts_only_strictly_lower_scores_in_the_scheme(db: Database, 
         ranks = [score_subject(conn, catalogs, b.subjects[f"s{n}"], "CN-SD-RC", as_of=date(2024, 6, 1),
                                with_forecast=False).rank for n in range(3)]
     assert ranks == [0.0, 0.0, pytest.approx(2 / 3)]
+
+
+def test_on_postgresql_the_definition_is_planned_without_nested_loops_or_jit_and_nothing_else_is(
+    postgresql_engine: Engine, catalogs: Registry
+) -> None:
+    """PostgreSQL cannot estimate the steps' CTEs: over the whole registry it chose nested
+    loops (minutes for 20,000 records) and then JIT (online.py, ``_PLAN_FOR_STEPS``)."""
+    seen: list[tuple[str, str]] = []
+
+    def settings_of(conn: Any) -> tuple[str, str]:
+        row = conn.execute("SELECT current_setting('enable_nestloop'), current_setting('jit')").fetchone()
+        return (row[0], row[1])
+
+    def spy(_conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("WITH ledger_records"):
+            seen.append(settings_of(cursor.connection))
+
+    with postgresql_engine.connect() as conn:
+        outer = conn.begin()
+        try:
+            conn.exec_driver_sql("SET LOCAL jit = on")
+            dbapi = conn.connection.dbapi_connection
+            before = settings_of(dbapi)
+            event.listen(postgresql_engine, "before_cursor_execute", spy)
+            try:
+                evals = ask(catalogs, ["CN-SD-RC"], known_at=datetime(2026, 3, 10, tzinfo=UTC))
+                run_live(conn, catalogs, "scores", evals)
+                run_live(conn, catalogs, "explained", evals, subject_id=1)
+            finally:
+                event.remove(postgresql_engine, "before_cursor_execute", spy)
+            assert seen == [("off", "off"), ("off", "off")]
+            assert settings_of(dbapi) == before == ("on", "on")
+        finally:
+            outer.rollback()
