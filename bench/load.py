@@ -276,6 +276,8 @@ def server(env: dict[str, str], log: Path, requests: Path | None = None) -> Iter
 # -- a small HTTP/1.1 client --------------------------------------------------------------------
 
 
+DEFAULTS = load_settings({})  # what "default settings" in the report are
+
 #: Why the server shed requests (429/503), by the kind of its problem detail.
 REFUSALS: dict[str, int] = {}
 
@@ -785,8 +787,13 @@ def report(result: dict[str, Any], command: str, where: str) -> str:
         f"- database: {result['args']['db']}; server: `credo serve` with "
         + ("one worker" if result["args"].get("workers", 1) == 1 else f"{result['args']['workers']} workers")
         + ", default settings "
-        "(max_in_flight 64, a token bucket of 60,000/min per token"
-        + (", a writer queue of 16)" if result["args"]["db"] == "sqlite" else ")"),
+        f"(max_in_flight {DEFAULTS.max_in_flight}, "
+        f"a token bucket of {DEFAULTS.rate_per_minute:,}/min per token"
+        + (
+            f", a writer queue of {DEFAULTS.max_waiting_writers})"
+            if result["args"]["db"] == "sqlite"
+            else ")"
+        ),
         f"- mix: 80 % checks (1 subject), 15 % subject reads ({result['args']['reads']}), "
         f"5 % ingest batches of {result['args']['batch']} records; "
         f"{result['args']['seed_records']:,} records seeded; about {result['args']['people']:,} persons; "
@@ -952,7 +959,7 @@ def main() -> None:
     result["machine"] = where
     command = "python bench/load.py " + " ".join(sys.argv[1:])
     text = report(result, command.strip(), where)
-    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() if args.json else text)
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2, default=str).decode() if args.json else text)
     if args.write_results:
         write_results(text)
     sys.exit(0 if result["ok"] else 1)
