@@ -95,11 +95,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "max_in_flight",
         int,
-        256,
-        "Requests served at once per worker; beyond it 503 with Retry-After. It bounds how long a "
-        "request may queue: 256 is ~0.6 s of a worker's work at ~430 requests/s (bench/load.py); "
-        "64 was ~0.15 s, and a pause of a third of a second shed requests that would still have been "
-        "answered within their promises.",
+        64,
+        "Requests served at once per worker; beyond it 503 with Retry-After.",
         minimum=0,
     ),
     Setting(

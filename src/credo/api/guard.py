@@ -142,7 +142,7 @@ def configure_logging() -> None:
 @dataclass
 class Limits:
     max_body_bytes: int = 16 * 1024 * 1024
-    max_in_flight: int = 256
+    max_in_flight: int = 64
     rate_per_minute: int = 60_000
     rate_burst: int = 0  # 0: a tenth of rate_per_minute
 
