@@ -60,7 +60,24 @@ def test_tick_suspends_an_overdue_appeals_listing_and_tells_the_subject(runtime:
     assert index.decide("air-travel", f"person:{who}") == "allowed"
 
 
-def test_the_clock_thread_runs_at_a_lower_cpu_priority_than_requests(runtime: Runtime) -> None:
+def test_the_clock_thread_runs_at_the_priority_of_requests(runtime: Runtime) -> None:
+    """It shares the worker's GIL: niced, it held the GIL off the CPUs and paused every request."""
+    clock = Scheduler(runtime.db, runtime.catalogs, "Asia/Shanghai")
+    thread = clock.start(interval=3600)
+    try:
+        tid = thread.native_id
+        assert tid is not None
+        mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        deadline = time.monotonic() + 0.5  # past the thread's start, where it would renice itself
+        while time.monotonic() < deadline:
+            assert os.getpriority(os.PRIO_PROCESS, tid) == mine
+            time.sleep(0.01)
+    finally:
+        clock.stop()
+        thread.join(5)
+
+
+def test_a_clock_given_a_nice_value_runs_its_thread_at_it_and_only_that_thread(runtime: Runtime) -> None:
     clock = Scheduler(runtime.db, runtime.catalogs, "Asia/Shanghai", nice=5)
     thread = clock.start(interval=3600)
     try:

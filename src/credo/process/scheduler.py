@@ -36,9 +36,13 @@ class Scheduler:
     timezone: str
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     last_full_refresh: date | None = None
-    #: Added to the clock thread's nice value (Linux schedules threads, not processes):
-    #: its refresh is a full scoring pass that would otherwise take a CPU from requests.
-    nice: int = 10
+    #: Added to the clock thread's nice value (Linux schedules threads, not processes). 0:
+    #: the thread shares its worker's GIL, and a niced thread holding it is left off the CPUs
+    #: while the ingest process, PostgreSQL and clients keep them busy: every request waits.
+    #: At +10, bench/load.py's 503s came in bursts ~1-4 s after a tick, each after ~130 ms in
+    #: which the worker neither finished nor started a request (bench/RESULTS.md, "Load",
+    #: session 9). The refresh gives way by pausing between its writes instead.
+    nice: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def tick(self, now: datetime | None = None) -> dict[str, int]:
