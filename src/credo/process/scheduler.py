@@ -40,8 +40,9 @@ class Scheduler:
     #: the thread shares its worker's GIL, and a niced thread holding it is left off the CPUs
     #: while the ingest process, PostgreSQL and clients keep them busy: every request waits.
     #: At +10, bench/load.py's 503s came in bursts ~1-4 s after a tick, each after ~130 ms in
-    #: which the worker neither finished nor started a request (bench/RESULTS.md, "Load",
-    #: session 9). The refresh gives way by pausing between its writes instead.
+    #: which the worker neither finished nor started a request; at 0 one burst in ten minutes
+    #: remained, still on the tick (bench/RESULTS.md, "Load", session 9: the rest of the cause
+    #: is not found). The refresh gives way by pausing between its writes instead.
     nice: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
 
