@@ -105,6 +105,10 @@ class Freezer:
             gc.freeze()
             self.freezes += 1
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:

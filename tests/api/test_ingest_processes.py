@@ -118,6 +118,22 @@ def test_settings_cross_to_the_ingest_process(settings: Settings) -> None:
     assert ingest_module.IngestProcesses(settings, 1).processes == 1
 
 
+def test_an_ingest_process_freezes_what_it_starts_with_and_keeps_freezing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Else its full collections walk the catalogs and caches: ~200 ms pauses of a batch."""
+    url = f"sqlite:///{tmp_path / 'credo.db'}"
+    bootstrap(Runtime.open(settings.replace(database_url=url)))
+    pool = ingest_module.IngestProcesses(settings.replace(database_url=url, ingest_processes=1), 1)
+    pool.start()
+    try:
+        assert pool._pool is not None
+        frozen, freezing = pool._pool.submit(ingest_module._frozen).result(timeout=60)
+    finally:
+        pool.stop()
+    assert frozen > 10_000 and freezing
+
+
 _KILLED_WORKER = """
 import sys
 from credo.api.ingest import IngestProcesses

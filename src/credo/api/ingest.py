@@ -23,6 +23,7 @@ worker's threads, as before.
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import os
 import threading
@@ -35,11 +36,12 @@ import orjson
 
 from credo.ledger.services import prepare
 from credo.process.intake import append_and_notify
-from credo.runtime import Runtime
+from credo.runtime import Freezer, Runtime, freeze_startup_objects
 from credo.settings import Settings
 from credo.store.db import Overloaded
 
 _RUNTIME: Runtime | None = None  # the ingest process's own (catalogs, database, signing key)
+_FREEZER: Freezer | None = None
 
 
 def ingest_batch(runtime: Runtime, agency: str, token_id: int, items: list[Any]) -> dict[str, Any]:
@@ -76,11 +78,22 @@ def _watch(worker: int, every: float = 0.5) -> None:
 
 
 def _start(settings: Settings, worker: int) -> None:
-    global _RUNTIME
+    global _RUNTIME, _FREEZER
     threading.Thread(target=_watch, args=(worker,), name="watch-worker", daemon=True).start()
     _RUNTIME = Runtime.open(settings)
     if float(settings.checkpoint_interval) > 0:  # the worker's checkpointer runs them
         _RUNTIME.db.leave_checkpoints()
+    # As in the worker (see Freezer): without them, every full collection here walked the
+    # catalogs and the identifier caches, 160-265 ms every ~35 s under bench/load.py, each
+    # one a batch that waited (bench/RESULTS.md, "Load and overload", session 10).
+    freeze_startup_objects()
+    _FREEZER = Freezer()
+    _FREEZER.start()
+
+
+def _frozen() -> tuple[int, bool]:
+    """Objects the collector no longer walks, and whether the freezer runs (for tests)."""
+    return gc.get_freeze_count(), _FREEZER is not None and _FREEZER.running
 
 
 def _ready() -> int:
