@@ -54,6 +54,7 @@ import numpy as np
 import orjson
 import psutil
 import uvloop
+from client_gc import no_full_collections
 from load import Connection, database, request, server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -332,7 +333,8 @@ async def open_loop(
             latencies.append(time.perf_counter() - scheduled)
         sender.close()
 
-    await asyncio.gather(*(client() for _ in range(conns)))
+    with no_full_collections():  # the client's pause would be the server's p99 (client_gc.py)
+        await asyncio.gather(*(client() for _ in range(conns)))
     lat = sorted(latencies)
     return {
         "rate": round(rate, 1),

@@ -77,6 +77,7 @@ from typing import Any
 
 import orjson
 import psutil
+from client_gc import no_full_collections
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -523,6 +524,11 @@ async def one(pool: Pool, phase: Phase, kind: str, req: bytes, scheduled: float,
 
 async def open_loop(pool: Pool, mix: Mix, phase: Phase, pid: int, rng: random.Random) -> None:
     """Poisson arrivals at ``phase.rate``, each sent at its moment whatever came back before."""
+    with no_full_collections():  # a pause here is a burst there (client_gc.py)
+        await _open_loop(pool, mix, phase, pid, rng)
+
+
+async def _open_loop(pool: Pool, mix: Mix, phase: Phase, pid: int, rng: random.Random) -> None:
     assert phase.rate is not None
     before = dict(REFUSALS)
     start = time.monotonic()
@@ -551,6 +557,11 @@ async def open_loop(pool: Pool, mix: Mix, phase: Phase, pid: int, rng: random.Ra
 
 
 async def closed_loop(pool: Pool, mix: Mix, phase: Phase, pid: int, clients: int) -> None:
+    with no_full_collections():
+        await _closed_loop(pool, mix, phase, pid, clients)
+
+
+async def _closed_loop(pool: Pool, mix: Mix, phase: Phase, pid: int, clients: int) -> None:
     start = time.monotonic()
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch_rss(pid, phase, start, stop))
