@@ -37,12 +37,11 @@ class Scheduler:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     last_full_refresh: date | None = None
     #: Added to the clock thread's nice value (Linux schedules threads, not processes). 0:
-    #: the thread shares its worker's GIL, and a niced thread holding it is left off the CPUs
-    #: while the ingest process, PostgreSQL and clients keep them busy: every request waits.
-    #: At +10, bench/load.py's 503s came in bursts ~1-4 s after a tick, each after ~130 ms in
-    #: which the worker neither finished nor started a request; at 0 one burst in ten minutes
-    #: remained, still on the tick (bench/RESULTS.md, "Load", session 9: the rest of the cause
-    #: is not found). The refresh gives way by pausing between its writes instead.
+    #: the thread shares its worker's GIL, and a niced thread holding it can be left off the
+    #: CPUs while every request waits for it. (Session 9 blamed +10 for bench/load.py's 503
+    #: bursts; session 10 found that those bursts were the load generator's own full
+    #: collections, bench/client_gc.py. Whether +10 also cost anything was not measured.)
+    #: The refresh gives way by pausing between its writes instead.
     nice: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
 
