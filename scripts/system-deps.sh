@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Debian packages the tests need that pip cannot install: Debian's Chromium
+# Debian packages that pip cannot install: gcc for the compiled look-up, Debian's Chromium
 # for the Playwright browser tests (never `playwright install`: no downloads).
 set -eu
 missing=()

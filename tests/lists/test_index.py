@@ -282,3 +282,47 @@ def test_a_manifest_is_decided_as_item_by_item_whatever_its_subjects_measures_an
                 assert index.decide_many(manifest, asked, canonical=canonical) == one_by_one
                 if size >= 300:  # (the manifests do meet listed subjects)
                     assert "allowed" in one_by_one and {"denied", "granted"} & set(one_by_one)
+
+
+def test_the_compiled_look_up_answers_as_the_numpy_one(tmp_path: Path) -> None:
+    """``_probe.c`` against ``_numpy_probe``: found rows, their slots and the overlay filter's
+    rows, on a snapshot in memory and one mapped from disk, with and without an overlay."""
+    rng = random.Random(31)
+    persons = sorted({str(parse_subject_ref(person_id())) for _ in range(6000)})
+    members = {"air-travel": set(rng.sample(persons, 2500)), "deposit-waiver": set(rng.sample(persons, 300))}
+    built = Snapshot.build(members, version=1)
+    mapped = SnapshotStore(tmp_path, "sqlite:///x.db").publish(built, anchor=None)
+    changed = {s: frozenset({"air-travel"}) for s in rng.sample(persons, 200)}
+    zero = "person:" + "0" * 18  # the key 0, which matches every empty slot and is never listed
+    for snapshot in (built, mapped, Snapshot.build({"air-travel": ()}, version=0)):
+        plain = CheckIndex(EFFECTS, snapshot)
+        for index in (plain, plain.with_overlay(changed, version=2)):
+            for size in (3, 300, 1000):
+                manifest = [*rng.sample(persons, size - 1), zero]
+                rng.shuffle(manifest)
+                found = index_module.probe(manifest, snapshot.table, index.overlay_filter)
+                assert found == index._numpy_probe(manifest, canonical=True)
+                assert found is not None and (snapshot.size == 0 or size == 3 or found[0])
+                asked = ["air-travel"] * size
+                want = [
+                    index.decide("air-travel", s)
+                    if s not in index.overlay
+                    else ("denied" if "air-travel" in index.overlay[s] else "allowed")
+                    for s in manifest
+                ]
+                assert index.decide_many(manifest, asked, canonical=True) == want
+    assert index_module.probe([persons[0], "organisation:X", persons[1]], built.table, None) is None
+    assert index_module.probe([persons[0], persons[1][:-1] + "é"], built.table, None) is None
+
+
+def test_a_manifest_of_canonical_persons_takes_the_compiled_look_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    index = CheckIndex.from_members(EFFECTS, {"air-travel": ["person:11010519491231002X"]})
+    manifest = ["person:11010519491231002X", str(parse_subject_ref(person_id())), "person:" + "1" * 18]
+
+    def not_here(*_: Any) -> Any:
+        raise AssertionError("the numpy look-up ran")
+
+    monkeypatch.setattr(CheckIndex, "_numpy_probe", not_here)
+    assert index.decide_many(manifest, ["air-travel"] * 3, canonical=True) == ["denied", "allowed", "allowed"]
+    with pytest.raises(AssertionError, match="numpy"):
+        index.decide_many(manifest, ["air-travel"] * 3)  # not canonical: the checked path

@@ -19,9 +19,13 @@ can map one file into memory and share its pages (``lists/snapshots.py``):
 - ``bits``: one bitset per measure over the table's slots
   (20 million listed subjects: 2.6 MiB per measure).
 
-A manifest is decided in a few numpy calls whatever its length: its texts
+A manifest of canonical persons (as the API parses it) is looked up by
+``_probe.c``: each text read once into its key, the buckets of the subjects
+a few places ahead prefetched while the current one is compared. Any other
+manifest is decided in a few numpy calls whatever its length: its texts
 become keys in one matrix product, both buckets of every key are read in
-one ``take`` and compared at once, and only the hits look at measure bits.
+one ``take`` and compared at once. Either way only the hits look at
+measure bits.
 
 Decisions are as they always were: ``denied`` (or ``granted`` for a reward
 measure) when an enforceable listing of the subject carries the measure,
@@ -44,6 +48,8 @@ from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
+
+from credo.lists._probe import probe
 
 DECISIONS = ("allowed", "denied", "granted")
 
@@ -556,27 +562,45 @@ class CheckIndex:
             return [self.decide(m, s, canonical=canonical) for s, m in zip(subjects, measures, strict=True)]
         out = ["allowed"] * n
         snap = self.snapshot
-        keys = None
-        h = canonical_person_hashes(subjects) if canonical else None
-        if h is None:
-            keys = subject_keys(subjects, snap.secret, canonical=canonical)
-            h = hashed(keys)
-        if snap.size:
-            rows, slots = snap.matches(subjects, h, keys)
+        # canonical persons (a manifest as the API parses it): the compiled look-up
+        probed = None
+        if canonical and type(subjects) is list:
+            probed = probe(subjects, snap.table, self.overlay_filter)
+        if probed is not None:
+            rows, slots, marked = probed
+        else:
+            rows, slots, marked = self._numpy_probe(subjects, canonical)
+        if rows:
             listed = self._listed
             for r, slot in zip(rows, slots, strict=True):
                 found = listed.get(measures[r])
                 if found is not None and (found[0][slot >> 3] >> (slot & 7)) & 1:
                     out[r] = found[1]
-        if self.overlay_filter is not None:  # the few subjects the filter lets through
-            cells, flags = _overlay_cells(h)
-            marked = self.overlay_filter.take(cells)
-            marked &= flags
-            for r in marked.nonzero()[0].tolist():
-                changed = self.overlay.get(subjects[r])
-                if changed is not None:
-                    out[r] = self._decision(measures[r], measures[r] in changed)
+        for r in marked:  # the few subjects the overlay filter lets through
+            changed = self.overlay.get(subjects[r])
+            if changed is not None:
+                out[r] = self._decision(measures[r], measures[r] in changed)
         return out
+
+    def _numpy_probe(
+        self, subjects: Sequence[str], canonical: bool
+    ) -> tuple[list[int], list[int], list[int]]:
+        """What ``probe`` (``_probe.c``) answers, for any texts: rows found and their slots, and
+        the rows the overlay filter lets through."""
+        snap = self.snapshot
+        keys = None
+        h = canonical_person_hashes(subjects) if canonical else None
+        if h is None:
+            keys = subject_keys(subjects, snap.secret, canonical=canonical)
+            h = hashed(keys)
+        rows, slots = snap.matches(subjects, h, keys) if snap.size else ([], [])
+        marked: list[int] = []
+        if self.overlay_filter is not None:
+            cells, flags = _overlay_cells(h)
+            through = self.overlay_filter.take(cells)
+            through &= flags
+            marked = through.nonzero()[0].tolist()
+        return rows, slots, marked
 
     def size_in_bytes(self) -> int:
         return sum(self.snapshot.nbytes().values())
