@@ -159,6 +159,15 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     Setting(
+        "check_index_merge_interval",
+        float,
+        1.0,
+        "PostgreSQL: seconds between a server worker's merges of the check log's subject index "
+        "(its GIN pending list), run on a background thread so that no check's commit merges it; "
+        "0: the insert that fills the list merges it (PostgreSQL's default).",
+        minimum=0,
+    ),
+    Setting(
         "max_writer_wait",
         float,
         5.0,

@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic import command
+from conftest import POSTGRES_URL, postgres_schema
 from factories import person_id
+from fastapi.testclient import TestClient
 from lists.test_checks import airline, client, register_airline  # noqa: F401 - the fixture
 from sqlalchemy import Engine, func, select, text
 
 from credo.access.services import create_token
+from credo.api.app import create_app
 from credo.catalog.registry import Registry
 from credo.ids import parse_subject_ref
 from credo.lists.checklog import (
     Call,
     CheckLog,
+    IndexMerger,
     check_by_ref,
     checks_about,
     copy_calls,
+    index_merges,
     log_database,
     prepare,
     write_calls,
@@ -269,10 +275,54 @@ def test_postgresql_and_bound_databases_keep_the_check_log_in_the_registry(runti
     assert prepare(runtime.db, runtime.check_log_db) == 0
 
 
-def test_on_postgresql_the_subject_index_takes_each_call_at_once(postgresql_engine: Engine) -> None:
-    """No pending list, so no check's commit merges one (~265 ms, migration 0010)."""
+def test_on_postgresql_the_subject_index_has_room_for_a_second_of_calls(postgresql_engine: Engine) -> None:
+    """64 MB of pending list (migration 0010), which the server merges in the background."""
     with postgresql_engine.connect() as conn:
         options = conn.execute(
             text("SELECT reloptions FROM pg_class WHERE oid = 'ix_check_calls_subjects'::regclass")
         ).scalar_one()
-    assert options is not None and "fastupdate=off" in options
+    assert options is not None and "gin_pending_list_limit=65536" in options
+
+
+def test_a_server_on_postgresql_merges_the_subject_index_in_the_background(
+    settings: Settings, catalogs: Registry
+) -> None:
+    """So that no check's commit merges it (~265 ms for every check behind it)."""
+    with postgres_schema("credo_merge") as schema:
+        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        runtime = Runtime.open(settings.replace(database_url=url, check_index_merge_interval=0.05))
+        try:
+            bootstrap(runtime)
+            with index_merges(runtime.check_log_db, 0) as off:
+                assert off is None
+            with runtime.db.begin() as conn:
+                write_calls(conn, [_call(i) for i in range(50)])
+            with index_merges(runtime.check_log_db, 3600) as merger:
+                assert merger is not None and merger.merge() > 0  # the calls' pending pages
+                assert merger.merge() == 0
+                with runtime.db.begin() as conn:
+                    write_calls(conn, [_call(50)])
+            app = create_app(runtime)
+            with TestClient(app):
+                merging = [t for t in threading.enumerate() if t.name == "check-index-merge"]
+                assert len(merging) == 1
+                deadline = time.monotonic() + 10  # the app's merger takes the last call's pages
+                while _pending_pages(runtime) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert _pending_pages(runtime) == 0
+            assert not any(t.name == "check-index-merge" for t in threading.enumerate())
+        finally:
+            runtime.db.dispose()
+
+
+def _call(i: int) -> Call:
+    subjects = tuple(str(parse_subject_ref(person_id())) for _ in range(300))
+    return Call(
+        f"merge{i}", "CA", "boarding", datetime.now(UTC), subjects, ("air-travel",) * 300, ("a",) * 300
+    )
+
+
+def _pending_pages(runtime: Runtime) -> int:
+    """Pages the subject index's pending list holds now (merging them to count them: a
+    merger that took them first leaves none)."""
+    return IndexMerger(runtime.db, 0).merge()

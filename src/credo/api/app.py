@@ -18,7 +18,7 @@ from credo.api.fastpath import ChecksFastPath
 from credo.api.guard import AccessWriter, GuardMiddleware, Limits, configure_logging
 from credo.api.ingest import IngestProcesses
 from credo.api.routers import audit, health, lists, me, records, review, scores
-from credo.lists.checklog import CheckLog
+from credo.lists.checklog import CheckLog, index_merges
 from credo.lists.keeper import IndexKeeper, index_directory
 from credo.process.outbox import OutboxConfig
 from credo.process.scheduler import Scheduler
@@ -84,6 +84,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         if float(settings.checkpoint_interval) > 0:
             for db in {id(d): d for d in (runtime.db, runtime.check_log_db)}.values():
                 checkpoints.enter_context(db.checkpoints(float(settings.checkpoint_interval)))
+        checkpoints.enter_context(
+            index_merges(runtime.check_log_db, float(settings.check_index_merge_interval))
+        )
         # As many request threads as the pool keeps connections for (AnyIO's default is 40).
         anyio.to_thread.current_default_thread_limiter().total_tokens = int(settings.worker_threads)
         writer.start()

@@ -16,9 +16,7 @@ transaction (SQLite: an FTS5 table a trigger fills, which appends what a
 transaction adds and merges later; PostgreSQL: a GIN index; migration 0008),
 where a B-tree row per subject wrote ~300 pages at random places per manifest
 (on SQLite, 5.6 ms of CPU per manifest of 300; now ~0.5 ms). The GIN index
-takes each call at once (migration 0010): its pending list, merged by the
-insert that filled it, held one check's commit, and every check behind it,
-for ~265 ms. Each item's ref is
+keeps a pending list too, which a background thread merges (:class:`IndexMerger`). Each item's ref is
 ``{call}-{i}``; :func:`checks_about` and :func:`check_by_ref` give the
 subject the items about them (a match of the index is confirmed against the
 call's subjects), one dict per check as the API shows it.
@@ -40,7 +38,8 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -289,6 +288,75 @@ class CheckLog:
             self._queue.put(_STOP)
             self._thread.join(timeout=30)
             self._thread = None
+
+
+#: The GIN index of the check log's subjects on PostgreSQL (migration 0008).
+SUBJECT_INDEX = "ix_check_calls_subjects"
+
+
+class IndexMerger:
+    """PostgreSQL: the subject index's pending list merged on a thread of its own, not by a check.
+
+    Why: GIN appends new entries to a pending list, and the insert that takes the list past
+    its limit merges the whole list before its transaction commits. For the check log that
+    insert is a group commit of checks: under ``bench/load.py`` 64 checks waited 265 ms for
+    it, once in ten minutes (three answered 503). Without the list (``fastupdate`` off) every
+    subject of a manifest went into the index at once, and manifests per second halved. So
+    the list stays, with room for 64 MB (migration 0010), and this thread merges it every
+    ``interval`` seconds; while it merges, an insert that finds the list full leaves the
+    merge to it. Several workers' mergers take turns (PostgreSQL's lock on the merge).
+    """
+
+    def __init__(self, db: Database, interval: float) -> None:
+        self.db = db
+        self.interval = interval
+        self.merges = 0  # completed merges (tests wait on it)
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def merge(self) -> int:
+        """Merge the pending list now; the pages it held."""
+        with self.db.engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            pages = conn.execute(
+                text("SELECT gin_clean_pending_list(CAST(:index AS regclass))"), {"index": SUBJECT_INDEX}
+            ).scalar_one()
+        self.merges += 1
+        return int(pages)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.merge()
+            except Exception as exc:  # the database went away: the next round tries again
+                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="check-index-merge", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+
+@contextmanager
+def index_merges(db: Database, interval: float) -> Iterator[IndexMerger | None]:
+    """The subject index merged in the background while the block runs (a PostgreSQL
+    registry; elsewhere, or with ``interval`` 0, nothing changes and the block gets None)."""
+    if interval <= 0 or not db.shared or db.dialect != "postgresql":
+        yield None
+        return
+    merger = IndexMerger(db, interval)
+    merger.start()
+    try:
+        yield merger
+    finally:
+        merger.stop()
 
 
 def _settle(done: asyncio.Future[None], outcome: BaseException | None) -> None:
