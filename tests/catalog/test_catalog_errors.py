@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from credo.catalog.registry import load_catalogs, parse_catalog
 
 # `copy` is the CatalogCopy fixture of conftest.py: the shipped catalogs in a
@@ -88,6 +90,14 @@ def test_bad_toml_gives_the_line_number(copy: Any) -> None:
     assert len(syntax) == 1
     assert syntax[0].location == f"line {line}"
     assert f"line {line}" in syntax[0].message
+
+
+@pytest.mark.parametrize(("text", "line"), [("0", 1), ("a = 1\nb", 2), ("a = 1\nb = [1,\n\n", 2)])
+def test_a_toml_error_at_the_end_of_the_document_names_its_last_line(text: str, line: int) -> None:
+    """tomllib says "(at end of document)", without a line (found by `make fuzz`)."""
+    catalog, errors = parse_catalog(text, "end.toml")
+    assert catalog is None and [e.location for e in errors] == [f"line {line}"]
+    assert "end of document" in errors[0].message
 
 
 def test_all_errors_are_collected_across_files(copy: Any) -> None:

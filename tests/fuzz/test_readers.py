@@ -199,7 +199,8 @@ def test_any_item_gives_a_draft_or_reasons_naming_fields(item: Any, catalogs: Re
         return
     assert result, "a refusal has at least one reason"
     for reason in result:
-        assert re.match(r"^[^:]*: ", reason), reason  # "field: why" (a field may be named "")
+        # "field: why" (a field may be named ""; one that is not a plain name is JSON-quoted)
+        assert re.match(r'^("(?:[^"\\]|\\.)*"|[^:"]*): ', reason), reason
 
 
 # -- Catalogs ----------------------------------------------------------------

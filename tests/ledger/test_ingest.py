@@ -96,6 +96,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"agency_ref": ""}, "agency_ref: required"),
     ({"kind": "rumour"}, "kind: must be one of incident, retraction, restoration"),
     ({"colour": "red"}, "colour: unknown field"),
+    ({":": "red"}, '":": unknown field'),  # a name that is not plain is quoted (make fuzz)
     ({"target_ref": "x"}, "target_ref/target_seq: only a retraction or restoration names a target"),
 ]
 

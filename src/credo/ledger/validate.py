@@ -13,6 +13,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from datetime import date
 from typing import Any, Literal, NamedTuple
@@ -62,6 +63,9 @@ class Draft(NamedTuple):
     target_ref: str | None
     target_seq: int | None
     content_hash: bytes
+
+
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a field name a reason gives as it is
 
 
 def _text(raw: Mapping[str, Any], name: str) -> str:
@@ -189,10 +193,10 @@ class Checker:
         # PostgreSQL text cannot hold NUL: refused here with its field, not by the database.
         if "\x00" in "".join(fields.values()):  # one scan of every field; which one only when found
             nul = [name for name, value in fields.items() if "\x00" in value]
-            reasons.append(f"{nul[0]}: contains a NUL character, which no field may hold")
+            reasons.append(f"{_label(nul[0])}: contains a NUL character, which no field may hold")
         if not fields.keys() <= _KNOWN_FIELDS:
             unknown = sorted(set(raw) - _KNOWN_FIELDS, key=str)
-            reasons.append(f"{unknown[0]}: unknown field (known: {', '.join(RECORD_FIELDS)})")
+            reasons.append(f"{_label(unknown[0])}: unknown field (known: {', '.join(RECORD_FIELDS)})")
 
         ref = text("agency_ref", "")
         if not ref:
@@ -335,3 +339,15 @@ def _check_rule(
     if agency not in rule.agencies:
         reasons.append(f"rule: agency {agency} may not report {code} (allowed: {', '.join(rule.agencies)})")
     return rule.version
+
+
+def _label(name: Any) -> str:
+    """A field's name as a reason starts with it: JSON-quoted unless it is a plain name, so that
+    a key such as ":" (found by ``make fuzz``: the reason read ":: unknown field") cannot blur
+    where the name ends.
+
+    >>> _label("colour"), _label(":"), _label("a b")
+    ('colour', '":"', '"a b"')
+    """
+    text = str(name)
+    return text if _PLAIN.fullmatch(text) else orjson.dumps(text).decode()
