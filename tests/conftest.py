@@ -9,13 +9,12 @@ independent and never see each other's rows.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from helpers import POSTGRES_URL, postgres_schema
+from sqlalchemy import Engine
 
 from credo.catalog.registry import Registry, load_catalogs
 from credo.runtime import Runtime, sync_catalogs
@@ -23,23 +22,11 @@ from credo.settings import PROJECT_ROOT, Settings, load_settings
 from credo.store import migrate
 from credo.store.db import Database, make_engine
 
-POSTGRES_URL = os.environ.get("CREDO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 CATALOGS = PROJECT_ROOT / "catalogs"
 
 
 def _postgres_engine(schema: str) -> Engine:
     return make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
-
-
-def _postgres_available() -> str | None:
-    try:
-        engine = make_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
-        with engine.connect():
-            pass
-        engine.dispose()
-    except Exception as exc:
-        return str(exc).splitlines()[0]
-    return None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -79,27 +66,6 @@ def sqlite_engine(tmp_path_factory: pytest.TempPathFactory, catalogs: Registry) 
         sync_catalogs(conn, catalogs)
     yield engine
     engine.dispose()
-
-
-@contextmanager
-def postgres_schema(prefix: str = "credo_test") -> Iterator[str]:
-    """A PostgreSQL schema of its own for the block, dropped after it. Skips the test when
-    PostgreSQL is unreachable, and fails it under ``CI=true``."""
-    problem = _postgres_available()
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is unreachable under CI=true: {problem}")
-        pytest.skip(f"PostgreSQL unreachable: {problem}")
-    schema = f"{prefix}_{secrets.token_hex(4)}"
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield schema
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,9 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import POSTGRES_URL, postgres_schema
 from factories import RecordFactory
 from fastapi.testclient import TestClient
+from helpers import POSTGRES_URL, postgres_schema
 from sqlalchemy import func, select
 
 from credo.access.services import Role, create_token

@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 import gc
-import importlib.util
-from pathlib import Path
 from typing import Any
 
-
-def _client_gc() -> Any:
-    path = Path(__file__).resolve().parents[2] / "bench" / "client_gc.py"
-    spec = importlib.util.spec_from_file_location("bench_client_gc", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import bench_module
 
 
 class _Sample:  # like bench/load.py's: one tracked object per request, kept to the end
@@ -38,7 +29,7 @@ def _full_collections_while(work: Any) -> int:
 
 
 def test_a_phase_keeping_a_sample_per_request_runs_no_full_collection() -> None:
-    no_full_collections = _client_gc().no_full_collections
+    no_full_collections = bench_module("client_gc").no_full_collections
     thresholds = gc.get_threshold()
 
     def phase() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from conftest import POSTGRES_URL, postgres_schema
 from factories import person_id
 from fastapi.testclient import TestClient
+from helpers import POSTGRES_URL, postgres_schema
 from lists.test_checks import airline, client, register_airline  # noqa: F401 - the fixture
 from sqlalchemy import Engine, func, select, text
 

@@ -9,7 +9,6 @@ long (bench/RESULTS.md "Rescore"). The answers were right either way
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from datetime import UTC, date, datetime
@@ -19,6 +18,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
+from helpers import bench_module
 
 from credo.ledger.export import APPEAL_PARTITIONS, APPEAL_SCHEMA, RECORD_PARTITIONS, RECORD_SCHEMA
 from credo.scoring.batch import (
@@ -118,12 +118,7 @@ def test_a_tight_memory_limit_makes_passes_smaller_and_buckets_bound_them() -> N
 
 def _bench() -> Any:
     """bench/rescore.py, whose generator writes the benchmark's export."""
-    path = Path(__file__).resolve().parents[2] / "bench" / "rescore.py"
-    spec = importlib.util.spec_from_file_location("bench_rescore", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("rescore")
 
 
 def test_a_pass_builds_no_hash_table_on_its_incidents(tmp_path: Path) -> None:

@@ -80,11 +80,11 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         limit_malloc_arenas()  # before the worker's threads start
         freeze_startup_objects()  # the app, catalogs and index live as long as the worker
-        checkpoints = ExitStack()
+        background = ExitStack()  # WAL checkpoints, index merges
         if float(settings.checkpoint_interval) > 0:
             for db in {id(d): d for d in (runtime.db, runtime.check_log_db)}.values():
-                checkpoints.enter_context(db.checkpoints(float(settings.checkpoint_interval)))
-        checkpoints.enter_context(
+                background.enter_context(db.checkpoints(float(settings.checkpoint_interval)))
+        background.enter_context(
             index_merges(runtime.check_log_db, float(settings.check_index_merge_interval))
         )
         # As many request threads as the pool keeps connections for (AnyIO's default is 40).
@@ -107,7 +107,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             check_log.stop()
             keeper.stop()
             writer.stop()
-            checkpoints.close()
+            background.close()
             thaw_startup_objects()
 
     app = FastAPI(

@@ -310,8 +310,7 @@ class IndexMerger:
     def __init__(self, db: Database, interval: float) -> None:
         self.db = db
         self.interval = interval
-        self.merges = 0  # completed merges (tests wait on it)
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # the last failed merge's, for an operator
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -322,7 +321,6 @@ class IndexMerger:
             pages = conn.execute(
                 text("SELECT gin_clean_pending_list(CAST(:index AS regclass))"), {"index": SUBJECT_INDEX}
             ).scalar_one()
-        self.merges += 1
         return int(pages)
 
     def _run(self) -> None:

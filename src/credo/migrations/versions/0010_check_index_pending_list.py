@@ -5,7 +5,7 @@ A GIN index appends new entries to a pending list, and the insert that takes the
 ``gin_pending_list_limit`` (4 MB by default) merges the whole list before its transaction
 commits. For the check log that insert is a group commit of checks: under ``bench/load.py``
 on PostgreSQL, 64 checks waited 265 ms for it once in ten minutes (three answered 503).
-Timed apart (bench/RESULTS.md, "Load and overload", session 10), commits of three manifests
+Timed apart (bench/RESULTS.md, "Checks", session 10), commits of three manifests
 of 300 into a table with this index:
 
 - the default (4 MB, merged by inserts): p99 205 ms, a merge of 150-290 ms every ~86 commits;
