@@ -21,6 +21,7 @@ from credo.api.app import create_app
 from credo.catalog.registry import Registry
 from credo.ids import parse_subject_ref
 from credo.lists.checklog import (
+    _ABOUT,
     Call,
     CheckLog,
     IndexMerger,
@@ -282,6 +283,28 @@ def test_on_postgresql_the_subject_index_has_room_for_a_second_of_calls(postgres
             text("SELECT reloptions FROM pg_class WHERE oid = 'ix_check_calls_subjects'::regclass")
         ).scalar_one()
     assert options is not None and "gin_pending_list_limit=65536" in options
+
+
+def test_on_postgresql_a_subjects_calls_are_found_through_the_index_of_hashed_keys(
+    postgresql_engine: Engine,
+) -> None:
+    """The index keys 64-bit hashes (migration 0011: under half the CPU of text keys); the
+    query must be the index's own expression, or each look-up reads the whole log."""
+    who = str(parse_subject_ref(person_id()))
+    with postgresql_engine.connect() as conn:
+        outer = conn.begin()
+        index = text("SELECT pg_get_indexdef('ix_check_calls_subjects'::regclass)")
+        assert "credo_subject_keys(subjects)" in str(conn.execute(index).scalar())
+        calls = [_call(i) for i in range(3)]
+        calls[1] = Call("mine", "CA", "boarding", NOW, (who,), ("air-travel",), ("d",))
+        write_calls(conn, calls)
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a table this small is read whole
+        found = checks_about(conn, who)
+        assert [check["ref"] for check in found] == ["mine-0"]
+        query = "EXPLAIN SELECT seq FROM check_calls WHERE " + _ABOUT["postgresql"]
+        plan = "\n".join(conn.execute(text(query), {"subject": who}).scalars())
+        assert "Bitmap Index Scan on ix_check_calls_subjects" in plan
+        outer.rollback()
 
 
 def test_a_server_on_postgresql_merges_the_subject_index_in_the_background(
