@@ -155,7 +155,9 @@ SETTINGS: tuple[Setting, ...] = (
         1.0,
         "SQLite: seconds between a server worker's WAL checkpoints, run on a background thread so "
         "that no request's commit copies the WAL into the database file; 0: each commit that takes "
-        "the WAL past 1,000 pages checkpoints it itself (SQLite's default).",
+        "the WAL past 1,000 pages checkpoints it itself (SQLite's default). Past 64 MiB of WAL the "
+        "checkpointer holds the writer for one short checkpoint, so that the next commit writes "
+        "the WAL from its start again (under back-to-back commits it grew without end).",
         minimum=0,
     ),
     Setting(

@@ -74,7 +74,12 @@ SQLITE_PRAGMAS = (
     # (WAL: a reader that sees a new WAL starts afresh), so big caches were mostly refilled
     # memory: bench/load.py, resident memory +13-17 % in three minutes, +9.1 % with 200 KiB.
     ("cache_size", "-256"),
+    # A WAL written from its start again is cut back to this size (Checkpointer).
+    ("journal_size_limit", str(64 * 2**20)),
 )
+
+#: Frames in the WAL (4 KiB each) past which the Checkpointer makes it restartable.
+WAL_RESTART_FRAMES = 16_384
 
 
 def normalise_url(url: str) -> str:
@@ -245,6 +250,15 @@ class Checkpointer:
     (``wal_autocheckpoint=0``, set as each is checked out); when it stops, the pool
     is emptied, and connections opened after that do again.
 
+    The WAL is written from its start again only by a writer that begins once every
+    frame is copied, before anyone appends another. Under back-to-back commits (two
+    workers' check logs under ``bench/checks.py``) that moment never came: the check
+    log's WAL grew by ~30 MB a second, 640 MB in 25 s, for as long as the load lasted.
+    So once the WAL holds ``restart_frames``, the checkpointer takes its turn with the
+    writer lock and checkpoints what the last commits added (a few frames, a
+    millisecond or so) before giving it back: the next commit then restarts the WAL,
+    and ``journal_size_limit`` cuts the file back to 64 MiB.
+
     >>> import tempfile, pathlib
     >>> db = Database.from_url(f"sqlite:///{pathlib.Path(tempfile.mkdtemp()) / 'x.db'}")
     >>> with db.checkpoints(interval=0.01) as checkpointer:
@@ -255,10 +269,19 @@ class Checkpointer:
     True
     """
 
-    def __init__(self, engine: Engine, interval: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        interval: float,
+        writer: WriterLock | None = None,
+        restart_frames: int = WAL_RESTART_FRAMES,
+    ) -> None:
         self.engine = engine
         self.interval = interval
+        self.writer = writer  # the database's writer lock, held while the WAL is made restartable
+        self.restart_frames = restart_frames
         self.checkpoints = 0  # completed PASSIVE checkpoints (tests wait on it)
+        self.restarts = 0  # checkpoints that left the WAL to be written from its start
         self._stop = threading.Event()
         self._ran = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -276,10 +299,25 @@ class Checkpointer:
             while not self._stop.wait(self.interval):
                 # (busy, frames in the WAL, frames copied); busy only for a blocked
                 # RESTART or TRUNCATE, never for PASSIVE, which copies what it can.
-                raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                _, frames, _ = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if frames >= self.restart_frames and self.writer is not None:
+                    self._make_restartable(raw)
                 with self._ran:
                     self.checkpoints += 1
                     self._ran.notify_all()
+
+    def _make_restartable(self, raw: Any) -> None:
+        """Copy the WAL's last frames with no writer between, so the next commit restarts it.
+        The writer is taken as a check's commit takes it (before any ingest batch waiting),
+        and held for one short checkpoint: a commit arriving meanwhile waits for that only."""
+        assert self.writer is not None
+        if not self.writer.acquire(urgent=True, timeout=max(self.interval, 0.1)):
+            return
+        try:
+            _, frames, copied = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            self.writer.release()
+        self.restarts += frames == copied  # else a reader still reads old frames: next round
 
     def wait_for_checkpoint(self, timeout: float = 10.0) -> None:
         """Block until one more checkpoint than now has run."""
@@ -437,7 +475,7 @@ class Database:
         if not self.shared or self.dialect != "sqlite":
             yield None
             return
-        checkpointer = Checkpointer(self.engine, interval)
+        checkpointer = Checkpointer(self.engine, interval, self._writer)
         checkpointer.start()
         try:
             yield checkpointer
