@@ -271,6 +271,13 @@ def test_the_runtime_logs_checks_in_the_log_file_and_the_subject_reads_them_ther
     registry.dispose()
 
 
+def test_on_sqlite_the_subject_index_merges_16_segments_at_a_time(sqlite_engine: Engine) -> None:
+    """Migration 0012: fewer rewrites of the index inside the check log's commits."""
+    with sqlite_engine.connect() as conn:
+        options = dict(conn.exec_driver_sql("SELECT k, v FROM check_calls_fts_config").fetchall())
+    assert options["automerge"] == 16 and options["crisismerge"] == 32
+
+
 def test_postgresql_and_bound_databases_keep_the_check_log_in_the_registry(runtime: Runtime) -> None:
     assert runtime.check_log_db is runtime.db
     assert prepare(runtime.db, runtime.check_log_db) == 0
