@@ -314,10 +314,12 @@ class Checkpointer:
         if not self.writer.acquire(urgent=True, timeout=max(self.interval, 0.1)):
             return
         try:
-            _, frames, copied = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            busy, frames, copied = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         finally:
             self.writer.release()
-        self.restarts += frames == copied  # else a reader still reads old frames: next round
+        # not when another process's checkpoint ran (busy, -1, -1), or a reader still reads
+        # frames that could not be copied: then the next round tries again
+        self.restarts += busy == 0 and frames == copied
 
     def wait_for_checkpoint(self, timeout: float = 10.0) -> None:
         """Block until one more checkpoint than now has run."""
