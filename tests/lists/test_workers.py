@@ -267,21 +267,35 @@ def test_credo_serve_with_two_workers_answers_a_new_listing_within_a_second(
                 times.append(time.perf_counter() - started)
         assert sorted(times)[10] < 0.02, times
         # keep-alive connections opened at once are spread over both workers (one listening
-        # socket each, SO_REUSEPORT); with one socket shared, one worker took nearly all
-        opened = [socket.create_connection(("127.0.0.1", port)) for _ in range(24)]
-        try:
-            for conn in opened:
-                conn.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
-            for conn in opened:
-                assert conn.recv(64).startswith(b"HTTP/1.1 200")
-            held = [
-                sum(c.laddr.port == port and c.status == "ESTABLISHED" for c in w.net_connections("tcp"))
-                for w in psutil.Process(server.pid).children(recursive=True)
-            ]
-        finally:
-            for conn in opened:
-                conn.close()
-        assert sum(held) == 24 and sorted(held)[-2] >= 4, held
+        # socket each, SO_REUSEPORT); with one socket shared, one worker took nearly all, every
+        # time. Three tries: in CI (tests beside it on two CPUs) one try found all 24 with one
+        # worker, which the kernel's hash does once in 2**23 while both workers listen.
+        spreads = []
+        for _ in range(3):
+            held = _connections_held(server.pid, port, 24)
+            spreads.append(held)
+            if sum(held) == 24 and sorted(held)[-2] >= 4:
+                break
+            time.sleep(1)
+        assert sum(held) == 24 and sorted(held)[-2] >= 4, spreads
     finally:
         server.terminate()
         server.wait(20)
+
+
+def _connections_held(server: int, port: int, n: int) -> list[int]:
+    """Open ``n`` keep-alive connections at once, one request each; how many each of the
+    server's processes holds."""
+    opened = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+    try:
+        for conn in opened:
+            conn.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        for conn in opened:
+            assert conn.recv(64).startswith(b"HTTP/1.1 200")
+        return [
+            sum(c.laddr.port == port and c.status == "ESTABLISHED" for c in w.net_connections("tcp"))
+            for w in psutil.Process(server).children(recursive=True)
+        ]
+    finally:
+        for conn in opened:
+            conn.close()
