@@ -297,8 +297,8 @@ class Checkpointer:
             raw = conn.connection.dbapi_connection
             assert raw is not None
             while not self._stop.wait(self.interval):
-                # (busy, frames in the WAL, frames copied); busy only for a blocked
-                # RESTART or TRUNCATE, never for PASSIVE, which copies what it can.
+                # (busy, frames in the WAL, frames copied): PASSIVE copies what it can, and
+                # gives (1, -1, -1) while another connection's checkpoint runs.
                 _, frames, _ = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 if frames >= self.restart_frames and self.writer is not None:
                     self._make_restartable(raw)
