@@ -64,6 +64,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
+WAL_LIMIT = 64 * 2**20  # bytes of WAL kept after a restart, and the size that asks for one
+
 SQLITE_PRAGMAS = (
     ("journal_mode", "wal"),
     ("synchronous", "FULL"),
@@ -75,11 +77,11 @@ SQLITE_PRAGMAS = (
     # memory: bench/load.py, resident memory +13-17 % in three minutes, +9.1 % with 200 KiB.
     ("cache_size", "-256"),
     # A WAL written from its start again is cut back to this size (Checkpointer).
-    ("journal_size_limit", str(64 * 2**20)),
+    ("journal_size_limit", str(WAL_LIMIT)),
 )
 
-#: Frames in the WAL (4 KiB each) past which the Checkpointer makes it restartable.
-WAL_RESTART_FRAMES = 16_384
+#: Frames in the WAL (4 KiB pages) past which the Checkpointer makes it restartable.
+WAL_RESTART_FRAMES = WAL_LIMIT // 4096
 
 
 def normalise_url(url: str) -> str:
