@@ -111,8 +111,8 @@ def validate_ric(raw: str) -> str:
     number = _normalise(raw)
     if len(number) != 18:
         raise IdentifierError(f"resident identity number must have 18 characters, got {len(number)}")
-    if not number[:17].isdigit():
-        raise IdentifierError("resident identity number: the first 17 characters must be digits")
+    if not (number[:17].isascii() and number[:17].isdigit()):  # not "١" (isdigit says yes)
+        raise IdentifierError("resident identity number: the first 17 characters must be digits 0-9")
     if not (number[17].isdigit() or number[17] == "X"):
         raise IdentifierError(
             f"resident identity number: check character must be a digit or X, got {number[17]!r}"
@@ -153,7 +153,7 @@ def validate_uscc(raw: str) -> str:
     number = _normalise(raw)
     if len(number) != 18:
         raise IdentifierError(f"unified social credit code must have 18 characters, got {len(number)}")
-    if not number[:8].isdigit():
+    if not (number[:8].isascii() and number[:8].isdigit()):
         raise IdentifierError(
             "unified social credit code: registration authority, entity type and region "
             "(characters 1-8) must be digits"
