@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from stdnum.cn import uscc
+from stdnum.cn import ric, uscc
 
 import credo.ids as ids
 from credo.ids import IdentifierError, make_ric, parse_subject, parse_subject_ref
@@ -96,3 +96,90 @@ def test_every_region_of_the_table_is_answered_as_stdnum_does() -> None:
             except (ValidationError, KeyError):
                 expected = False
             assert ids._region_in_use(region, year) is expected, (region, year)
+
+
+def _walk_regions() -> list[str]:
+    from stdnum import numdb
+
+    def walk(nodes: list[Any], prefix: str) -> Iterator[str]:
+        for _length, low, _high, _props, children in nodes:
+            if len(prefix + low) == 6:
+                yield prefix + low
+            yield from walk(children or [], prefix + low)
+
+    return list(walk(numdb.get("cn/loc").prefixes, ""))
+
+
+REGIONS = _walk_regions()
+CHECKS = "0123456789Xx"
+
+
+@st.composite
+def person_like(draw: st.DrawFn) -> str:
+    """Texts near a resident identity number: real and unknown regions, dates around the
+    table's years and leap days, impossible months and days, any check character, with or
+    without "person:", now and then a separator, a lower-case x or a non-ASCII digit."""
+    region = draw(st.sampled_from(REGIONS) | st.integers(0, 999_999).map(lambda r: f"{r:06d}"))
+    year = draw(st.integers(1850, 2200) | st.sampled_from([0, 1, 1900, 2000, 2024, 2100, 9999]))
+    month, day = draw(st.integers(0, 13)), draw(st.integers(0, 32) | st.just(29))
+    body = f"{region}{year:04d}{month:02d}{day:02d}{draw(st.integers(0, 999)):03d}"
+    valid_check = ric.calc_check_digit(body + "0")
+    number = body + draw(st.sampled_from(CHECKS) | st.just(valid_check))
+    number = draw(st.sampled_from([number, number, number, number[:-1], number + "1", "١" + number[1:]]))
+    if draw(st.booleans()):
+        number = number[:6] + "-" + number[6:] if draw(st.integers(0, 9)) == 0 else number
+    return draw(st.sampled_from(["", "", "person:", "organisation:"])) + number
+
+
+def _parsed(text: str) -> str | None:
+    try:
+        return str(parse_subject_ref(text))
+    except IdentifierError:
+        return None
+
+
+@given(texts=st.lists(person_like(), min_size=1, max_size=40))
+def test_a_manifests_people_checked_at_once_are_parse_subject_refs_people(texts: list[str]) -> None:
+    """Each answer is ``parse_subject_ref``'s, and only a text it would not give back unchanged
+    (or without its "person:") is left to the caller."""
+    for text, fast in zip(texts, ids.canonical_persons(texts), strict=True):
+        expected = _parsed(text)
+        if fast is not None:
+            assert fast == expected, text
+        elif expected is not None and expected.startswith("person:"):
+            assert expected not in (text, "person:" + text), text
+
+
+def test_people_checked_at_once_include_every_region_and_leap_day() -> None:
+    texts = [
+        make_ric(region, date(year, 2, 29) if year % 4 == 0 else date(year, 12, 31), 1)
+        for region in REGIONS
+        for year in (1950, 1983, 1996, 2000, 2024)
+    ]
+    people = [p if p is not None and p.startswith("person:") else None for p in map(_parsed, texts)]
+    fast = ids.canonical_persons(texts) + ids.canonical_persons(["person:" + t for t in texts])
+    assert fast == people * 2  # (a number that is no person's may be an organisation's)
+    assert sum(p is not None for p in people) > len(texts) / 2  # most regions in use some year
+
+
+def test_a_birth_date_after_today_is_left_to_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    number = make_ric("110105", date(2031, 5, 1), 17)
+
+    class Clock(date):
+        @classmethod
+        def today(cls) -> date:
+            return date(2031, 4, 30)
+
+    monkeypatch.setattr(ids, "date", Clock)
+    assert ids.canonical_persons([number, "person:" + number]) == [None, None]
+    monkeypatch.setattr(Clock, "today", classmethod(lambda cls: date(2031, 5, 1)))
+    assert ids.canonical_persons([number]) == ["person:" + number]
+
+
+def test_texts_are_checked_whole_only_when_each_has_the_shape() -> None:
+    """24 + 26 characters join like 25 + 25: "person:" and 17 digits, then "X" and "person:"
+    and 18 would pass as two people if only the joined length were looked at."""
+    number = make_ric("110105", date(1949, 12, 31), 2)  # ends in X
+    tricky = ["person:" + number[:17], "Xperson:" + number]
+    assert ids.canonical_persons(tricky) == [None, None]
+    assert ids.canonical_persons([number[:17], number + "1"]) == [None, None]  # 17 + 19

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import operator
 import re
+import threading
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from typing import Literal, cast
 
+import numpy as np
+import numpy.typing as npt
 import pycountry
 from stdnum import numdb
 from stdnum.cn import ric, uscc
@@ -133,6 +136,122 @@ def validate_ric(raw: str) -> str:
             f"resident identity number: check character is {number[17]}, expected {expected}"
         )
     return number
+
+
+# GB 11643's weights of the first 17 digits, and the check character for each sum mod 11
+# (what ``stdnum.cn.ric.calc_check_digit`` computes as (1 - 2 * int(number[:-1], 13)) % 11).
+_RIC_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], np.int64)
+_RIC_CHECK = np.frombuffer(b"10X98765432", np.uint8)
+_DAYS = np.array([0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], np.int64)  # Feb: see below
+_PERSON = "person:"
+_PLACES = 10 ** np.arange(17, -1, -1, dtype=np.int64)  # 10**17 .. 1
+
+
+def canonical_persons(texts: list[str]) -> list[str | None]:
+    """``str(parse_subject_ref(text))`` for each text that is a valid resident identity
+    number written as ``parse_subject_ref`` gives it back (``person:`` and 18 characters, or
+    the 18 characters alone), all checked at once; None for any other text, which the
+    caller parses on its own (it may still be valid, or it is refused with a reason).
+
+    Why: a relying party's manifest is 300 people mostly never seen before; one at a time,
+    each took ~11 us (the date, the region's years, the check character), 3.3 ms a manifest.
+    ``tests/test_ids_fast.py`` checks the answers are ``parse_subject_ref``'s.
+
+    >>> canonical_persons(["11010519491231002X", "person:110105194912310021", "x"])
+    ['person:11010519491231002X', None, None]
+    """
+    n, lengths = len(texts), set(map(len, texts))
+    if len(lengths) == 1 and (joined := "".join(texts)).isascii():  # one shape: checked whole
+        if lengths == {25}:  # "person:" and 18 characters?
+            rows = np.frombuffer(joined.encode("ascii"), np.uint8).reshape(n, 25)
+            if (rows[:, :7] == _PERSON_BYTES).all():
+                ok = _valid_rics(rows[:, 7:]).tolist()
+                return (
+                    list(texts)
+                    if all(ok)
+                    else [t if good else None for t, good in zip(texts, ok, strict=True)]
+                )
+        elif lengths == {18}:
+            ok = _valid_rics(np.frombuffer(joined.encode("ascii"), np.uint8).reshape(n, 18)).tolist()
+            return [_PERSON + t if good else None for t, good in zip(texts, ok, strict=True)]
+    numbers = [t[7:] if len(t) == 25 and t.startswith(_PERSON) else t for t in texts]
+    shaped = [i for i, number in enumerate(numbers) if len(number) == 18 and number.isascii()]
+    out: list[str | None] = [None] * n
+    if shaped:
+        ok = _valid_rics(
+            np.frombuffer("".join([numbers[i] for i in shaped]).encode("ascii"), np.uint8).reshape(-1, 18)
+        )
+        for i, good in zip(shaped, ok.tolist(), strict=True):
+            if good:
+                out[i] = _PERSON + numbers[i]
+    return out
+
+
+_PERSON_BYTES = np.frombuffer(_PERSON.encode(), np.uint8)
+
+# _region_in_use as two tables: each six-digit region's row (0: not looked up yet), and per
+# row the years 1900-2155 in which the region was in use. Rows are added as regions are first
+# met (at most the ~7,000 that stdnum knows and two shared rows: never, always); a new table
+# is published before the slots that point into it, so a reader never sees a slot past it.
+_FIRST_YEAR, _YEARS = 1900, 256
+_REGION_ROW = np.zeros(1_000_000, np.int16)
+_YEAR_ROWS = np.zeros((1, _YEARS), bool)
+_ROWS: dict[tuple[tuple[int, int], ...] | None, int] = {}
+_ROWS_LOCK = threading.Lock()
+
+
+def _years_row(spans: tuple[tuple[int, int], ...] | None) -> npt.NDArray[np.bool_]:
+    years = np.arange(_FIRST_YEAR, _FIRST_YEAR + _YEARS)
+    row = np.full(_YEARS, spans is None)
+    for start, end in spans or ():
+        row |= (start <= years) & (years <= end)
+    return row
+
+
+def _in_use(region: npt.NDArray[np.int64], year: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """``_region_in_use`` of each (region, year), the years outside 1900-2155 one by one."""
+    global _YEAR_ROWS
+    rows = _REGION_ROW[region]
+    if not rows.all():
+        with _ROWS_LOCK:
+            table = list(_YEAR_ROWS)
+            for code in np.unique(region[rows == 0]).tolist():
+                spans = _region_spans(f"{code:06d}")
+                if spans not in _ROWS:
+                    _ROWS[spans] = len(table)
+                    table.append(_years_row(spans))
+                if len(table) > len(_YEAR_ROWS):
+                    _YEAR_ROWS = np.array(table)
+                _REGION_ROW[code] = _ROWS[spans]
+        rows = _REGION_ROW[region]
+    column = year - _FIRST_YEAR
+    inside = (column >= 0) & (column < _YEARS)
+    fits = _YEAR_ROWS[rows, np.where(inside, column, 0)]
+    for i in np.flatnonzero(~inside).tolist():
+        fits[i] = _region_in_use(f"{region[i]:06d}", f"{year[i]:04d}")
+    return fits
+
+
+def _valid_rics(rows: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    """``validate_ric`` accepts row i (18 ASCII bytes, already compact and upper case)."""
+    digits = rows[:, :17].astype(np.int64) - 48
+    last = rows[:, 17]
+    ok: npt.NDArray[np.bool_] = np.asarray(((digits >= 0) & (digits <= 9)).all(axis=1))
+    ok &= ((last >= 48) & (last <= 57)) | (last == 88)  # a digit or X
+    ok &= _RIC_CHECK[(digits.clip(0, 9) @ _RIC_WEIGHTS) % 11] == last
+    region = digits[:, :6] @ _PLACES[-6:]
+    year = digits[:, 6:10] @ _PLACES[-4:]
+    month = digits[:, 10] * 10 + digits[:, 11]
+    day = digits[:, 12] * 10 + digits[:, 13]
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    good_month = (month >= 1) & (month <= 12)
+    days = np.where((month == 2) & ~leap, 28, _DAYS[np.where(good_month, month, 0)])
+    ok &= (year >= 1) & good_month & (day >= 1) & (day <= days)
+    today = date.today()
+    ok &= year * 10000 + month * 100 + day <= today.year * 10000 + today.month * 100 + today.day
+    if ok.any():  # the region was in use in the year of birth
+        ok[ok] = _in_use(region[ok], year[ok])
+    return ok
 
 
 _USCC_ALPHABET: str = uscc._alphabet

@@ -18,7 +18,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from credo.ids import IdentifierError, parse_subject_ref
+from credo.ids import IdentifierError, canonical_persons, parse_subject_ref
 from credo.lists.checklog import Call
 from credo.lists.index import CheckIndex
 
@@ -82,7 +82,9 @@ def answer(
         "".join(given), "".join(measures)  # TypeError unless every one is a str
         if not party.measures.issuperset(measures):
             raise TypeError
-        subjects = list(map(canonical, given))
+        # a manifest of people is checked at once; anything else (or a refusal) one at a time
+        fast = canonical_persons(given)
+        subjects = [c if c is not None else canonical(g) for c, g in zip(fast, given, strict=True)]
     except (TypeError, KeyError, IdentifierError):
         given, measures, subjects = _validated(party, items)
     decisions = index.decide_many(subjects, measures, canonical=True)
