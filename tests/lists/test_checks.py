@@ -17,6 +17,7 @@ from credo.api.fastpath import ChecksFastPath
 from credo.ids import parse_subject_ref
 from credo.ledger.services import ingest
 from credo.lists.checklog import checks_about
+from credo.lists.checks import AT_ONCE
 from credo.lists.derive import NewListing, Plan
 from credo.lists.services import PartyError, apply_plan, build_index, listing_views, register_party
 from credo.runtime import Runtime
@@ -190,6 +191,34 @@ def test_bad_manifests_are_refused_with_the_item(runtime: Runtime, airline: str)
     assert bad.status_code == 422 and bad.json()["detail"].startswith("items[0].subject")
     big = c.post("/api/v1/checks", json=[{"subject": person_id(), "measure": "air-travel"}] * 1001)
     assert big.status_code == 413
+
+
+def test_a_long_manifest_is_answered_and_logged_as_its_items_one_by_one(
+    runtime: Runtime, airline: str
+) -> None:
+    """From AT_ONCE items the people are validated together (ids.canonical_persons); the
+    answers, the logged subjects and the item a refusal names are those of a short call."""
+    listed = person_id()
+    list_defaulter(runtime, listed, started=date.today() - timedelta(days=20), now=datetime.now(UTC))
+    people = [person_id() for _ in range(AT_ONCE + 4)]
+    given = [listed, "person:" + people[0], people[1].lower(), "91110000600037341L", *people[2:]]
+    c = client(runtime, airline)
+    long = c.post("/api/v1/checks", json=[{"subject": s, "measure": "air-travel"} for s in given])
+    short = [c.post("/api/v1/checks", json=[{"subject": s, "measure": "air-travel"}]) for s in given]
+    assert long.status_code == 200 and all(r.status_code == 200 for r in short)
+    assert [(a["subject"], a["decision"]) for a in long.json()] == [
+        (r.json()[0]["subject"], r.json()[0]["decision"]) for r in short
+    ]
+    assert long.json()[0]["decision"] == "denied" and long.json()[1]["subject"] == "person:" + people[0]
+    with runtime.check_log_db.read() as conn:
+        for subject in (listed, people[1].upper(), people[-1]):
+            assert len(checks_about(conn, str(parse_subject_ref(subject)))) == 2
+        assert len(checks_about(conn, "organisation:91110000600037341L")) == 2
+    wrong = [*given[:-1], given[-1][:-1] + ("0" if given[-1][-1] != "0" else "1")]
+    refused = c.post("/api/v1/checks", json=[{"subject": s, "measure": "air-travel"} for s in wrong])
+    assert refused.status_code == 422 and refused.json()["detail"].startswith(
+        f"items[{len(wrong) - 1}].subject"
+    )
 
 
 def test_the_subject_sees_every_check_and_the_listing_behind_a_denial(runtime: Runtime, airline: str) -> None:

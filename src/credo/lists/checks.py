@@ -62,6 +62,8 @@ def canonical(text: str) -> str:
     return str(parse_subject_ref(text))
 
 
+AT_ONCE = 16  # items from which a call's people are validated together
+
 _REFS = tuple(f"-{i}" for i in range(MAX_ITEMS))  # what follows the call's id in each item's ref
 
 
@@ -82,8 +84,9 @@ def answer(
         "".join(given), "".join(measures)  # TypeError unless every one is a str
         if not party.measures.issuperset(measures):
             raise TypeError
-        # a manifest of people is checked at once; anything else (or a refusal) one at a time
-        fast = canonical_persons(given)
+        # a manifest of people is checked at once (~60 us, then ~0.3 us a person); a short call,
+        # anything else or a refusal one at a time (~11 us a subject first seen, then ~50 ns)
+        fast = canonical_persons(given) if len(given) >= AT_ONCE else [None] * len(given)
         subjects = [c if c is not None else canonical(g) for c, g in zip(fast, given, strict=True)]
     except (TypeError, KeyError, IdentifierError):
         given, measures, subjects = _validated(party, items)
