@@ -204,6 +204,36 @@ def test_one_checker_for_a_batch_answers_as_a_fresh_check_per_item(runtime: Runt
             assert checker.check(item) == check_item(item, TP, runtime.catalogs, today), item
 
 
+def test_a_checker_that_knew_a_batchs_people_at_once_answers_as_a_fresh_check_per_item(
+    runtime: Runtime,
+) -> None:
+    """``Checker.know_people`` validates the batch's people together; every spelling it does
+    not take (a kind's prefix, lower case, spaces, an organisation, a refusal) is parsed and
+    refused item by item as before."""
+    today = {"Asia/Shanghai": date(2026, 11, 26)}
+    people = [person_id() for _ in range(20)]
+    spelled = [
+        {"subject": people[0]},
+        {"subject": "person:" + people[1]},
+        {"subject": "person:" + people[2], "subject_kind": "person"},  # refused: 25 characters
+        {"subject": f"  {people[3]} ", "subject_kind": " person "},
+        {"subject": people[4].lower(), "subject_kind": "person"},
+        {"subject": people[5], "subject_kind": None},
+        {"subject": people[6], "subject_kind": "organisation"},
+        {"subject": "91110000600037341L"},
+        {"subject": "110105194912310021"},  # wrong check character
+        {"subject": people[7][:6] + "19491331" + people[7][14:]},  # no such day
+        {"subject": 110105194912310021},
+        *({"subject": p} for p in people[8:]),
+    ]
+    items = [*_mixed_items(), *({**RecordFactory(), **s} for s in spelled)]
+    checker = Checker(runtime.catalogs, TP, today)
+    checker.know_people(items)
+    assert len(checker._subjects) >= 15  # known before any check
+    for item in items:
+        assert checker.check(item) == check_item(item, TP, runtime.catalogs, today), item
+
+
 @contextmanager
 def select_statements(conn: Connection) -> Iterator[list[tuple[str, Any]]]:
     seen: list[tuple[str, Any]] = []

@@ -208,6 +208,7 @@ def prepare(
     """Check every item against the catalogs; needs no database, so it runs before the lock."""
     now = now or datetime.now(UTC)
     checker = Checker(catalogs, agency, todays(catalogs, now))
+    checker.know_people(items)
     checked = [checker.check(raw) for raw in items]
     templates = [
         _template(agency, c, c.subject, c.rule, c.rule_version, None)

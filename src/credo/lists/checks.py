@@ -18,7 +18,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from credo.ids import IdentifierError, canonical_persons, parse_subject_ref
+from credo.ids import AT_ONCE, IdentifierError, canonical_persons, parse_subject_ref
 from credo.lists.checklog import Call
 from credo.lists.index import CheckIndex
 
@@ -61,8 +61,6 @@ def canonical(text: str) -> str:
     """``kind:identifier`` of a subject as a party wrote it (raises IdentifierError)."""
     return str(parse_subject_ref(text))
 
-
-AT_ONCE = 16  # items from which a call's people are validated together
 
 _REFS = tuple(f"-{i}" for i in range(MAX_ITEMS))  # what follows the call's id in each item's ref
 
