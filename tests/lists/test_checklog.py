@@ -14,7 +14,7 @@ from factories import person_id
 from fastapi.testclient import TestClient
 from helpers import POSTGRES_URL, postgres_schema
 from lists.test_checks import airline, client, register_airline  # noqa: F401 - the fixture
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, event, func, select, text
 
 from credo.access.services import create_token
 from credo.api.app import create_app
@@ -380,3 +380,52 @@ def _pending_pages(runtime: Runtime) -> int:
     """Pages the subject index's pending list holds now (merging them to count them: a
     merger that took them first leaves none)."""
     return IndexMerger(runtime.db, 0).merge()
+
+
+def test_on_postgresql_the_writer_commits_a_batch_in_one_statement_and_survives_its_connection(
+    settings: Settings,
+) -> None:
+    """One INSERT in autocommit on the writer's own connection (one round trip, not the five
+    of a pooled transaction); a connection the server dropped is replaced, the call retried."""
+    with postgres_schema("credo_writer") as schema:
+        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        runtime = Runtime.open(settings.replace(database_url=url))
+        try:
+            bootstrap(runtime)
+            engine = runtime.check_log_db.engine
+            seen: list[str] = []
+            event.listen(engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+            log = CheckLog(runtime.check_log_db)
+            log.start()
+            try:
+                calls = [_call(i) for i in range(3)]
+                asyncio.run(_write_all(log, calls))
+                writes = [s for s in seen if "check_calls" in s]
+                assert 1 <= len(writes) <= 3  # however the writer took them: one INSERT each
+                assert all(w.startswith('INSERT INTO "check_calls"') and "unnest" in w for w in writes)
+                assert log._own is not None
+                assert log._own.connection.dbapi_connection.autocommit  # type: ignore[union-attr]
+                pid = log._own.connection.dbapi_connection.info.backend_pid  # type: ignore[union-attr]
+                alive = text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid")
+                with runtime.db.begin() as conn:  # the server drops the writer's connection
+                    conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    with runtime.db.read() as conn:
+                        if conn.execute(alive, {"pid": pid}).first() is None:
+                            break
+                    time.sleep(0.02)
+                asyncio.run(_write_all(log, [_call(3)]))
+                assert log._own is not None
+                assert log._own.connection.dbapi_connection.info.backend_pid != pid  # type: ignore[union-attr]
+            finally:
+                log.stop()
+            with runtime.db.read() as conn:
+                ids = set(conn.execute(select(check_calls.c.id)).scalars())
+            assert ids == {"merge0", "merge1", "merge2", "merge3"}
+        finally:
+            runtime.db.dispose()
+
+
+async def _write_all(log: CheckLog, calls: list[Call]) -> None:
+    await asyncio.gather(*(log.write(call) for call in calls))

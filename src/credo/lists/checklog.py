@@ -88,9 +88,10 @@ class Call:
         )
 
 
-def write_calls(conn: Connection, calls: Sequence[Call]) -> None:
-    """Log ``calls`` in the connection's transaction (the database indexes their subjects)."""
-    insert_many(conn, check_calls, CALL_COLUMNS, [call.row() for call in calls])
+def write_calls(conn: Connection, calls: Sequence[Call], *, one_statement: bool = False) -> None:
+    """Log ``calls`` in the connection's transaction (the database indexes their subjects);
+    ``one_statement``: in one INSERT (PostgreSQL; SQLite's insert is one statement anyway)."""
+    insert_many(conn, check_calls, CALL_COLUMNS, [call.row() for call in calls], one_statement=one_statement)
 
 
 COMPANION = "checks"  # the check log's file beside an SQLite registry: ``{database}-checks``
@@ -217,11 +218,29 @@ class CheckLog:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._count = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._own: Connection | None = None  # the writer thread's, on PostgreSQL
 
     def commit(self, calls: Sequence[Call]) -> None:
         """Log ``calls`` in one transaction (what the writer thread does)."""
         with self.db.begin(shed=False, urgent=True) as conn:
             write_calls(conn, calls)
+
+    def _commit_alone(self, calls: Sequence[Call]) -> None:
+        """The writer thread's commit on PostgreSQL: one INSERT that commits by itself
+        (autocommit; ``synchronous_commit`` makes it durable before it returns) on a
+        connection the thread keeps. One round trip to the server, where a transaction from
+        the pool took five (the pool's ping, BEGIN, COPY and its rows, COMMIT), each a wait
+        for a process that shares the CPUs. A connection that fails is dropped; the next
+        commit opens another."""
+        if self._own is None:
+            self._own = self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            write_calls(self._own, calls, one_statement=True)
+        except Exception:
+            self._own.invalidate()
+            self._own.close()
+            self._own = None
+            raise
 
     async def write(self, call: Call) -> None:
         """Returns once ``call`` is committed (raises if it could not be)."""
@@ -263,15 +282,16 @@ class CheckLog:
 
     def _flush(self, batch: list[tuple[Call, asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
         outcomes: list[BaseException | None]
+        commit = self._commit_alone if self.db.dialect == "postgresql" and self.db.shared else self.commit
         try:
-            self.commit([call for call, _, _ in batch])
+            commit([call for call, _, _ in batch])
             outcomes = [None] * len(batch)
             self.commits += 1
         except Exception:
             outcomes = []
             for call, _, _ in batch:
                 try:
-                    self.commit([call])
+                    commit([call])
                     outcomes.append(None)
                     self.commits += 1
                 except Exception as exc:
@@ -292,6 +312,9 @@ class CheckLog:
             self._queue.put(_STOP)
             self._thread.join(timeout=30)
             self._thread = None
+        if self._own is not None:
+            self._own.close()
+            self._own = None
 
 
 #: The GIN index of the check log's subjects on PostgreSQL (migration 0008).

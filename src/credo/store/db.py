@@ -541,12 +541,14 @@ def insert_many(
     *,
     skip_existing: bool = False,
     returning: Sequence[str] = (),
+    one_statement: bool = False,
 ) -> list[tuple[Any, ...]]:
     """Insert ``rows`` (tuples in ``columns`` order) with the driver's bulk path.
 
     SQLite: one ``INSERT ... VALUES (...), (...), ...`` per as many rows as
     its bound-parameter limit allows; PostgreSQL: ``COPY`` (or, with
-    ``skip_existing``, one ``INSERT ... SELECT FROM unnest(...)``).
+    ``skip_existing`` or ``one_statement``, one ``INSERT ... SELECT FROM unnest(...)``:
+    one round trip, where ``COPY`` takes two).
     Values are stored exactly as SQLAlchemy would store them (its SQLite
     date and time texts), without its per-value bookkeeping. With
     ``skip_existing`` a row that would break a unique constraint is left out
@@ -564,7 +566,7 @@ def insert_many(
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
     if conn.dialect.name == "postgresql":
-        if skip_existing or returning:
+        if skip_existing or returning or one_statement:
             types = [f"{c.type.compile(conn.dialect)}[]" for c in cols]
             arrays = ", ".join(f"%s::{t}" for t in types)
             result = conn.exec_driver_sql(
