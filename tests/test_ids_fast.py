@@ -62,6 +62,21 @@ def test_remembered_answers_are_the_answers() -> None:
         parse_subject_ref("110105194912310021")
 
 
+def _walk_regions() -> list[str]:
+    from stdnum import numdb
+
+    def walk(nodes: list[Any], prefix: str) -> Iterator[str]:
+        for _length, low, _high, _props, children in nodes:
+            if len(prefix + low) == 6:
+                yield prefix + low
+            yield from walk(children or [], prefix + low)
+
+    return list(walk(numdb.get("cn/loc").prefixes, ""))
+
+
+REGIONS = _walk_regions()
+
+
 @given(region=st.integers(100000, 829999), year=st.integers(1900, 2030))
 def test_a_regions_years_in_use_are_stdnums(region: int, year: int) -> None:
     """Each region's years come from stdnum's table once; the answer is what get_birth_place says
@@ -78,17 +93,9 @@ def test_a_regions_years_in_use_are_stdnums(region: int, year: int) -> None:
 
 
 def test_every_region_of_the_table_is_answered_as_stdnum_does() -> None:
-    from stdnum import numdb
-    from stdnum.cn import ric
     from stdnum.exceptions import ValidationError
 
-    def walk(nodes: list[Any], prefix: str) -> Iterator[str]:
-        for _length, low, _high, _props, children in nodes:
-            if len(prefix + low) == 6:
-                yield prefix + low
-            yield from walk(children or [], prefix + low)
-
-    for region in walk(numdb.get("cn/loc").prefixes, ""):
+    for region in REGIONS:
         for year in ("1950", "1983", "1997", "2024"):
             try:
                 ric.get_birth_place(f"{region}{year}01010000")
@@ -98,19 +105,6 @@ def test_every_region_of_the_table_is_answered_as_stdnum_does() -> None:
             assert ids._region_in_use(region, year) is expected, (region, year)
 
 
-def _walk_regions() -> list[str]:
-    from stdnum import numdb
-
-    def walk(nodes: list[Any], prefix: str) -> Iterator[str]:
-        for _length, low, _high, _props, children in nodes:
-            if len(prefix + low) == 6:
-                yield prefix + low
-            yield from walk(children or [], prefix + low)
-
-    return list(walk(numdb.get("cn/loc").prefixes, ""))
-
-
-REGIONS = _walk_regions()
 CHECKS = "0123456789Xx"
 
 

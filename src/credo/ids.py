@@ -163,34 +163,17 @@ def canonical_persons(texts: list[str]) -> list[str | None]:
     >>> canonical_persons(["11010519491231002X", "person:110105194912310021", "x"])
     ['person:11010519491231002X', None, None]
     """
-    n, lengths = len(texts), set(map(len, texts))
-    if len(lengths) == 1 and (joined := "".join(texts)).isascii():  # one shape: checked whole
-        if lengths == {25}:  # "person:" and 18 characters?
-            rows = np.frombuffer(joined.encode("ascii"), np.uint8).reshape(n, 25)
-            if (rows[:, :7] == _PERSON_BYTES).all():
-                ok = _valid_rics(rows[:, 7:]).tolist()
-                return (
-                    list(texts)
-                    if all(ok)
-                    else [t if good else None for t, good in zip(texts, ok, strict=True)]
-                )
-        elif lengths == {18}:
-            ok = _valid_rics(np.frombuffer(joined.encode("ascii"), np.uint8).reshape(n, 18)).tolist()
-            return [_PERSON + t if good else None for t, good in zip(texts, ok, strict=True)]
     numbers = [t[7:] if len(t) == 25 and t.startswith(_PERSON) else t for t in texts]
     shaped = [i for i, number in enumerate(numbers) if len(number) == 18 and number.isascii()]
-    out: list[str | None] = [None] * n
+    out: list[str | None] = [None] * len(texts)
     if shaped:
-        ok = _valid_rics(
-            np.frombuffer("".join([numbers[i] for i in shaped]).encode("ascii"), np.uint8).reshape(-1, 18)
-        )
+        joined = "".join([numbers[i] for i in shaped]).encode("ascii")
+        ok = _valid_rics(np.frombuffer(joined, np.uint8).reshape(-1, 18))
         for i, good in zip(shaped, ok.tolist(), strict=True):
             if good:
                 out[i] = _PERSON + numbers[i]
     return out
 
-
-_PERSON_BYTES = np.frombuffer(_PERSON.encode(), np.uint8)
 
 # _region_in_use as two tables: each six-digit region's row (0: not looked up yet), and per
 # row the years 1900-2155 in which the region was in use. Rows are added as regions are first
