@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -177,3 +178,26 @@ def test_texts_are_checked_whole_only_when_each_has_the_shape() -> None:
     tricky = ["person:" + number[:17], "Xperson:" + number]
     assert ids.canonical_persons(tricky) == [None, None]
     assert ids.canonical_persons([number[:17], number + "1"]) == [None, None]  # 17 + 19
+
+
+def _cold_regions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The region tables as a new process has them: nothing looked up yet."""
+    monkeypatch.setattr(ids, "_REGION_ROW", np.zeros_like(ids._REGION_ROW))
+    monkeypatch.setattr(ids, "_YEAR_ROWS", np.zeros((1, ids._YEARS), bool))
+    monkeypatch.setattr(ids, "_ROWS", {})
+
+
+def test_warming_looks_up_every_region_so_that_a_manifest_looks_up_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    texts = [make_ric(region, date(year, 6, 30), 1) for region in REGIONS for year in (1950, 1996)]
+    people = [p if p is not None and p.startswith("person:") else None for p in map(_parsed, texts)]
+    _cold_regions(monkeypatch)
+    assert ids.warm_regions() >= len(set(REGIONS))
+    assert ids.warm_regions() == 0  # all known now
+
+    def looked_up(region: str) -> None:
+        raise AssertionError(f"region {region} looked up by a check after warming")
+
+    monkeypatch.setattr(ids, "_region_spans", looked_up)
+    assert ids.canonical_persons(texts) == people
