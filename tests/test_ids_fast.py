@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -181,7 +182,11 @@ def test_texts_are_checked_whole_only_when_each_has_the_shape() -> None:
 
 
 def _cold_regions(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The region tables as a new process has them: nothing looked up yet."""
+    """The region tables as a new process has them: nothing looked up yet (once no server
+    worker's start-up look-up still runs in this process: it would fill the tables swapped)."""
+    for thread in threading.enumerate():
+        if thread.name == "warm-regions":
+            thread.join()
     monkeypatch.setattr(ids, "_REGION_ROW", np.zeros_like(ids._REGION_ROW))
     monkeypatch.setattr(ids, "_YEAR_ROWS", np.zeros((1, ids._YEARS), bool))
     monkeypatch.setattr(ids, "_ROWS", {})
