@@ -164,9 +164,11 @@ SETTINGS: tuple[Setting, ...] = (
         "check_index_merge_interval",
         float,
         1.0,
-        "PostgreSQL: seconds between a server worker's merges of the check log's subject index "
-        "(its GIN pending list), run on a background thread so that no check's commit merges it; "
-        "0: the insert that fills the list merges it (PostgreSQL's default).",
+        "Seconds between a server worker's rounds of upkeep of the check log's subject index, "
+        "on a background thread so that no check's commit waits for it. PostgreSQL: merges "
+        "the GIN pending list (0: the insert that fills the list merges it, PostgreSQL's "
+        "default). SQLite: indexes the calls logged since the last round (0: none are "
+        "indexed; a subject's calls logged since are read one by one).",
         minimum=0,
     ),
     Setting(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,9 +30,12 @@ from credo.lists.checklog import (
     check_by_ref,
     checks_about,
     copy_calls,
+    index_calls,
+    index_database,
     index_merges,
     log_database,
     prepare,
+    subject_checks,
     write_calls,
 )
 from credo.process.export import subject_file
@@ -180,6 +185,26 @@ def test_a_started_check_log_answers_once_committed(runtime: Runtime, n: int) ->
         assert len(checks_about(conn, subject)) == n
 
 
+@contextmanager
+def _writer_held(db: Database) -> Iterator[None]:
+    """The block runs while another thread holds ``db``'s writer in a transaction."""
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with db.begin():
+            held.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    try:
+        yield
+    finally:
+        done.set()
+        holder.join()
+
+
 def _file_registry(tmp_path: Path) -> Database:
     registry = Database.from_url(f"sqlite:///{tmp_path / 'credo.db'}")
     with registry.begin() as conn:
@@ -195,25 +220,14 @@ def test_on_sqlite_the_check_log_has_a_file_of_its_own_whose_writer_never_waits_
     assert log is not registry and log.engine.url.database == f"{tmp_path / 'credo.db'}-checks"
     assert prepare(registry, log) == 0
     subject = str(parse_subject_ref(person_id()))
-    held, done = threading.Event(), threading.Event()
-
-    def hold_the_registry_writer() -> None:  # an ingest batch, say
-        with registry.begin():
-            held.set()
-            done.wait(10)
-
-    holder = threading.Thread(target=hold_the_registry_writer)
-    holder.start()
-    held.wait(10)
-    logger = threading.Thread(
-        target=CheckLog(log).commit,
-        args=([Call("w", "CA", "p", NOW, [subject], ["air-travel"], ["allowed"])],),
-    )
-    logger.start()
-    logger.join(5)
-    committed = not logger.is_alive()
-    done.set()
-    holder.join()
+    with _writer_held(registry):  # by an ingest batch, say
+        logger = threading.Thread(
+            target=CheckLog(log).commit,
+            args=([Call("w", "CA", "p", NOW, [subject], ["air-travel"], ["allowed"])],),
+        )
+        logger.start()
+        logger.join(5)
+        committed = not logger.is_alive()
     logger.join()
     assert committed, "the check log waited for the registry's writer"
     with log.read() as conn:
@@ -271,11 +285,133 @@ def test_the_runtime_logs_checks_in_the_log_file_and_the_subject_reads_them_ther
     registry.dispose()
 
 
-def test_on_sqlite_the_subject_index_merges_16_segments_at_a_time(sqlite_engine: Engine) -> None:
-    """Migration 0012: fewer rewrites of the index inside the check log's commits."""
-    with sqlite_engine.connect() as conn:
-        options = dict(conn.exec_driver_sql("SELECT k, v FROM check_calls_fts_config").fetchall())
-    assert options["automerge"] == 16 and options["crisismerge"] == 32
+def _indexed_up_to(index: Database) -> int:
+    with index.read() as conn:
+        return int(conn.exec_driver_sql("SELECT coalesce(max(seq), 0) FROM check_calls_indexed").scalar_one())
+
+
+def test_on_sqlite_a_commit_writes_the_calls_alone_and_the_index_follows_in_its_own_file(
+    tmp_path: Path,
+) -> None:
+    """Migration 0014: no check waits for the subject index; a subject sees their calls at once."""
+    registry = _file_registry(tmp_path)
+    log = log_database(registry)
+    prepare(registry, log)
+    index = index_database(log)
+    assert index.engine.url.database == f"{tmp_path / 'credo.db'}-checks-index"
+    who, other = (str(parse_subject_ref(person_id())) for _ in range(2))
+
+    def call(i: int, *subjects: str) -> Call:
+        return Call(
+            f"c{i}",
+            "CA",
+            "p",
+            NOW,
+            list(subjects),
+            ["air-travel"] * len(subjects),
+            ["allowed"] * len(subjects),
+        )
+
+    CheckLog(log).commit([call(0, who, other), call(1, other)])
+    assert _indexed_up_to(index) == 0  # the commit wrote the calls alone
+    assert [c["ref"] for c in subject_checks(log, who)] == ["c0-0"]  # read one by one
+    assert index_calls(log, index) == 2 and index_calls(log, index) == 0
+    assert _indexed_up_to(index) == 2
+    CheckLog(log).commit([call(2, who), call(3, other, who)])
+    # the index's calls and those logged after its last, newest first and at most limit
+    assert [c["ref"] for c in subject_checks(log, who)] == ["c3-1", "c2-0", "c0-0"]
+    assert [c["ref"] for c in subject_checks(log, who, limit=2)] == ["c3-1", "c2-0"]
+    assert [c["ref"] for c in subject_checks(log, other, newest_first=False)] == ["c0-1", "c1-0", "c3-0"]
+
+    with _writer_held(log):  # by a group commit of checks, say
+        assert index_calls(log, index) == 2  # did not wait for the log's writer
+    assert [c["ref"] for c in subject_checks(log, who)] == ["c3-1", "c2-0", "c0-0"]
+    registry.dispose()
+
+
+def test_a_subject_is_one_whole_line_of_a_call_not_a_part_of_one(tmp_path: Path) -> None:
+    """Calls after the index's last are read as they are: a subject whose text begins another's
+    is not theirs (nor takes the place of one of theirs within ``limit``)."""
+    registry = _file_registry(tmp_path)
+    log = log_database(registry)
+    prepare(registry, log)
+    short, longer = "foreign:US-P1234", "foreign:US-P12345"
+    CheckLog(log).commit(
+        [
+            Call("a", "CA", "p", NOW, [short], ["air-travel"], ["allowed"]),
+            Call("b", "CA", "p", NOW, [longer], ["air-travel"], ["denied"]),
+        ]
+    )
+    assert [c["ref"] for c in subject_checks(log, short, limit=1)] == ["a-0"]
+    index_calls(log, index_database(log))
+    assert [c["ref"] for c in subject_checks(log, short, limit=1)] == ["a-0"]
+    registry.dispose()
+
+
+def test_an_index_of_another_log_is_not_believed_and_is_filled_again(tmp_path: Path) -> None:
+    """The index names its last call by ``seq`` and ``id``: a log put back from a backup (other
+    calls under the same numbers) is read one by one until the index is filled again."""
+    registry = _file_registry(tmp_path)
+    log = log_database(registry)
+    prepare(registry, log)
+    index = index_database(log)
+    who = str(parse_subject_ref(person_id()))
+    CheckLog(log).commit([Call("first", "CA", "p", NOW, [who], ["air-travel"], ["allowed"])])
+    assert index_calls(log, index) == 1
+    with index.begin() as conn:  # as if another log's call 1 had been indexed
+        conn.exec_driver_sql("UPDATE check_calls_indexed SET call_id = 'another'")
+        conn.exec_driver_sql("INSERT INTO check_calls_index (rowid, subjects) VALUES (1, 'person:x')")
+    assert [c["ref"] for c in subject_checks(log, who)] == ["first-0"]
+    assert index_calls(log, index) == 1  # emptied, then filled from the log's first call
+    with index.read() as conn:
+        assert conn.exec_driver_sql("SELECT call_id FROM check_calls_indexed").scalar_one() == "first"
+    assert subject_checks(log, "person:x") == []
+    assert [c["ref"] for c in subject_checks(log, who)] == ["first-0"]
+    registry.dispose()
+
+
+def test_migration_0014_takes_the_index_out_of_the_commit_and_back(tmp_path: Path) -> None:
+    db = Database.from_url(f"sqlite:///{tmp_path / 'old.db'}")
+    who = str(parse_subject_ref(person_id()))
+    fts = "SELECT count(*) FROM check_calls_fts WHERE check_calls_fts MATCH :m"
+    try:
+        with db.begin() as conn:
+            migrate.upgrade(conn, "0013")
+            write_calls(conn, [Call("old", "CA", "p", NOW, [who], ["air-travel"], ["allowed"])])
+            migrate.upgrade(conn)
+            names = set(conn.exec_driver_sql("SELECT name FROM sqlite_master").scalars())
+            assert "check_calls_fts_insert" not in names and "check_calls_fts" not in names
+            assert {"check_calls_index", "check_calls_indexed"} <= names
+            write_calls(conn, [Call("new", "CA", "p", NOW, [who], ["air-travel"], ["denied"])])
+            assert [c["ref"] for c in checks_about(conn, who, newest_first=False)] == ["old-0", "new-0"]
+            command.downgrade(migrate.alembic_config(conn), "0013")
+            assert conn.execute(text(fts), {"m": f'"{who}"'}).scalar() == 2  # rebuilt from the calls
+            write_calls(conn, [Call("later", "CA", "p", NOW, [who], ["air-travel"], ["allowed"])])
+            assert conn.execute(text(fts), {"m": f'"{who}"'}).scalar() == 3  # and the trigger is back
+    finally:
+        db.dispose()
+
+
+def test_a_server_on_sqlite_indexes_the_calls_in_the_background(
+    tmp_path: Path, catalogs: Registry, settings: Settings
+) -> None:
+    registry = _file_registry(tmp_path)
+    runtime = Runtime(
+        settings=settings.replace(check_index_merge_interval=0.05),
+        db=registry,
+        catalogs=catalogs,
+    )
+    bootstrap(runtime)
+    token = register_airline(runtime)
+    index = index_database(runtime.check_log_db)
+    with client(runtime, token) as http:
+        answer = http.post("/api/v1/checks", json=[{"subject": person_id(), "measure": "air-travel"}])
+        assert answer.status_code == 200, answer.text
+        deadline = time.monotonic() + 10
+        while _indexed_up_to(index) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert _indexed_up_to(index) == 1
+    registry.dispose()
 
 
 def test_postgresql_and_bound_databases_keep_the_check_log_in_the_registry(runtime: Runtime) -> None:

@@ -11,13 +11,17 @@ for just its own commit.
 
 A call is logged packed: one ``check_calls`` row holds the whole manifest
 (its subjects, measures and decisions). A subject's calls are found through
-the database's own inverted index of the subjects, updated in the same
-transaction (SQLite: an FTS5 table a trigger fills, which appends what a
-transaction adds and merges later; PostgreSQL: a GIN index of the subjects' 64-bit
-hashes; migrations 0008 and 0011),
-where a B-tree row per subject wrote ~300 pages at random places per manifest
-(on SQLite, 5.6 ms of CPU per manifest of 300; now ~0.5 ms). The GIN index
-keeps a pending list too, which a background thread merges (:class:`IndexMerger`). Each item's ref is
+an inverted index of the subjects, where a B-tree row per subject wrote ~300
+pages at random places per manifest (on SQLite, 5.6 ms of CPU per manifest of
+300). On PostgreSQL it is a GIN index of the subjects' 64-bit hashes, updated
+in the call's transaction (migrations 0008 and 0011), whose pending list a
+background thread merges (:class:`IndexMerger`). On SQLite it is a
+contentless FTS5 table filled *behind* the commits (migration 0014): a
+commit writes the calls alone, and :func:`index_calls` adds the subjects of
+the calls logged since, in batches, on a thread of its own
+(:class:`CallIndexer`), in a file of its own (:func:`index_database`), so
+that it never holds the log's writer. A subject's calls are those the index
+finds and those logged after the last call it holds. Each item's ref is
 ``{call}-{i}``; :func:`checks_about` and :func:`check_by_ref` give the
 subject the items about them (a match of the index is confirmed against the
 call's subjects), one dict per check as the API shows it.
@@ -37,6 +41,7 @@ a transaction of its own, so one bad call cannot fail the others.
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -97,10 +102,94 @@ def write_calls(conn: Connection, calls: Sequence[Call], *, one_statement: bool 
 COMPANION = "checks"  # the check log's file beside an SQLite registry: ``{database}-checks``
 
 
+INDEX_COMPANION = "index"  # the check log's subject index beside its file: ``{log}-index``
+
+#: SQLite: the subject index (contentless FTS5: rowid = the call's ``seq``) and the last call
+#: it holds (``seq`` and ``id``: a log put back from a backup is told from the one indexed).
+INDEX_TABLES = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS check_calls_index USING fts5(subjects, content='', "
+    "tokenize=\"ascii tokenchars ':-'\", detail=none, columnsize=0)",
+    "CREATE TABLE IF NOT EXISTS check_calls_indexed (seq INTEGER NOT NULL, call_id TEXT NOT NULL)",
+)
+
+
 def log_database(registry: Database, **pool: Any) -> Database:
     """Where the check log is written and read: on SQLite a file of its own beside the
     registry's, elsewhere (PostgreSQL, tests' bound connection) the registry database."""
     return registry.companion(COMPANION, **pool)
+
+
+def index_database(log: Database) -> Database:
+    """Where the check log's subject index is kept: on SQLite with a log file, a file of its
+    own beside it (``{log}-index``, made here), so that filling it never holds the log's
+    writer; otherwise the log's database (migration 0014's tables; PostgreSQL has its GIN
+    index and none of them). Only derived data: a lost or stale file is filled again."""
+    return log.companion(INDEX_COMPANION)
+
+
+def _index_tables(index: Database, log: Database) -> None:
+    """The index's tables in a file of its own (the log's database has them from migration 0014)."""
+    if index is not log:
+        with index.begin(shed=False) as conn:
+            for statement in INDEX_TABLES:
+                conn.exec_driver_sql(statement)
+
+
+def _indexed(index: Connection, log: Connection) -> tuple[int, str] | None:
+    """The last call the index holds (``seq``, ``id``), (0, "") for none; None when that call is
+    not the log's (the log was put back from a backup, say): then the index holds nothing true."""
+    row = index.exec_driver_sql("SELECT seq, call_id FROM check_calls_indexed").first()
+    if row is None:
+        return 0, ""
+    seq, call_id = int(row[0]), str(row[1])
+    same = log.execute(select(check_calls.c.id).where(check_calls.c.seq == seq)).scalar() == call_id
+    return (seq, call_id) if same else None
+
+
+def index_calls(log: Database, index: Database, *, chunk: int = 2_000) -> int:
+    """Put the subjects of the calls logged since the index's last into the index (SQLite):
+    how many calls. In transactions of ``chunk`` calls on ``index`` alone (a log's writer is
+    not taken); safe to run twice at once (each reads the last call inside its transaction).
+    An index that is not the log's (see :func:`_indexed`) is emptied and filled again."""
+    _index_tables(index, log)
+    done = 0
+    while True:
+        with index.begin(shed=False) as conn:
+            with _reader(log, index, conn) as read:
+                last = _indexed(conn, read)
+                if last is None:
+                    conn.exec_driver_sql(
+                        "INSERT INTO check_calls_index (check_calls_index) VALUES ('delete-all')"
+                    )
+                    conn.exec_driver_sql("DELETE FROM check_calls_indexed")
+                    last = (0, "")
+                rows = read.execute(
+                    select(check_calls.c.seq, check_calls.c.id, check_calls.c.subjects)
+                    .where(check_calls.c.seq > last[0])
+                    .order_by(check_calls.c.seq)
+                    .limit(chunk)
+                ).all()
+            if not rows:
+                return done
+            conn.exec_driver_sql(
+                "INSERT INTO check_calls_index (rowid, subjects) VALUES (?, ?)",
+                [(seq, subjects) for seq, _, subjects in rows],
+            )
+            conn.exec_driver_sql("DELETE FROM check_calls_indexed")
+            conn.exec_driver_sql(
+                "INSERT INTO check_calls_indexed (seq, call_id) VALUES (?, ?)", (rows[-1][0], rows[-1][1])
+            )
+        done += len(rows)
+
+
+@contextmanager
+def _reader(log: Database, index: Database, conn: Connection) -> Iterator[Connection]:
+    """A connection reading the log: ``conn`` itself when the index is in the log's database."""
+    if index is log:
+        yield conn
+        return
+    with log.read() as read:
+        yield read
 
 
 def copy_calls(source: Database, target: Database, *, chunk: int = 5_000) -> int:
@@ -136,12 +225,27 @@ def prepare(registry: Database, log: Database) -> int:
         return 0
     with log.begin(shed=False) as conn:
         migrate.upgrade(conn)
+    _index_tables(index_database(log), log)
     return copy_calls(registry, log)
 
 
-#: The calls whose subjects include ``:subject``, by each database's index of them.
+def subject_checks(log: Database, subject: str, **options: Any) -> list[dict[str, Any]]:
+    """:func:`checks_about` read from the check log ``log`` and its subject index."""
+    index = index_database(log)
+    if index is log:
+        with log.read() as conn:
+            return checks_about(conn, subject, **options)
+    with index.read() as found, log.read() as conn:
+        return checks_about(conn, subject, index=found, **options)
+
+
+#: The calls whose subjects include ``:subject``, by each database's index of them (SQLite:
+#: the calls the index found, and those logged after the last it holds, read as they are).
 _ABOUT = {
-    "sqlite": "check_calls.seq IN (SELECT rowid FROM check_calls_fts WHERE check_calls_fts MATCH :match)",
+    "sqlite": (
+        "(check_calls.seq IN (SELECT value FROM json_each(:found)) OR (check_calls.seq > :indexed "
+        "AND instr(char(10) || check_calls.subjects || char(10), :line) > 0))"
+    ),
     # hashed keys (migration 0011); a call found by another subject's equal hash is dropped by _items
     "postgresql": (
         "credo_subject_keys(check_calls.subjects) @> ARRAY[hashtextextended(CAST(:subject AS text), 0)]"
@@ -173,13 +277,21 @@ def _items(row: Any, subject: str, wanted: int | None = None) -> list[dict[str, 
 
 
 def checks_about(
-    conn: Connection, subject: str, *, limit: int | None = None, newest_first: bool = True
+    conn: Connection,
+    subject: str,
+    *,
+    limit: int | None = None,
+    newest_first: bool = True,
+    index: Connection | None = None,
 ) -> list[dict[str, Any]]:
-    """Every check about ``subject`` (canonical text), newest first (or oldest first)."""
+    """Every check about ``subject`` (canonical text), newest first (or oldest first).
+
+    ``conn`` reads the log; ``index`` its subject index on SQLite when that has a database
+    of its own (:func:`index_database`), else ``conn`` holds it too."""
     at, seq = check_calls.c.checked_at, check_calls.c.seq
     about = text(_ABOUT[conn.dialect.name]).bindparams(
         **(
-            {"match": '"' + subject.replace('"', '""') + '"'}  # an FTS5 string: the one token
+            _sqlite_about(conn, index or conn, subject)
             if conn.dialect.name == "sqlite"
             else {"subject": subject}
         )
@@ -195,6 +307,24 @@ def checks_about(
         if limit is not None and len(found) >= limit:
             return found[:limit]
     return found
+
+
+def _sqlite_about(log: Connection, index: Connection, subject: str) -> dict[str, Any]:
+    """``_ABOUT["sqlite"]``'s values: the calls the index finds (its last call is read first,
+    so that whatever the index holds, the log's calls after it are read as they are)."""
+    last = _indexed(index, log)
+    found: list[int] = []
+    if last is None:  # an index of another log: every call is read as it is
+        last = (0, "")
+    elif last[0]:
+        match = '"' + subject.replace('"', '""') + '"'  # an FTS5 string: the one token
+        found = list(
+            index.exec_driver_sql(
+                "SELECT rowid FROM check_calls_index WHERE check_calls_index MATCH ? AND rowid <= ?",
+                (match, last[0]),
+            ).scalars()
+        )
+    return {"found": json.dumps(found), "indexed": last[0], "line": f"\n{subject}\n"}
 
 
 def check_by_ref(conn: Connection, subject: str, ref: str) -> dict[str, Any] | None:
@@ -321,7 +451,41 @@ class CheckLog:
 SUBJECT_INDEX = "ix_check_calls_subjects"
 
 
-class IndexMerger:
+class IndexUpkeep:
+    """A round of upkeep of the subject index (:meth:`round`) every ``interval`` seconds, on a
+    thread of its own; a failed round is kept in ``last_error`` and the next one tries again."""
+
+    thread_name = "check-index"
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.last_error: str | None = None  # the last failed round's, for an operator
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def round(self) -> int:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.round()
+            except Exception as exc:  # the database went away, the disk is full: try again
+                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+
+class IndexMerger(IndexUpkeep):
     """PostgreSQL: the subject index's pending list merged on a thread of its own, not by a check.
 
     Why: GIN appends new entries to a pending list, and the insert that takes the list past
@@ -334,12 +498,11 @@ class IndexMerger:
     merge to it. Several workers' mergers take turns (PostgreSQL's lock on the merge).
     """
 
+    thread_name = "check-index-merge"
+
     def __init__(self, db: Database, interval: float) -> None:
+        super().__init__(interval)
         self.db = db
-        self.interval = interval
-        self.last_error: str | None = None  # the last failed merge's, for an operator
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def merge(self) -> int:
         """Merge the pending list now; the pages it held."""
@@ -350,38 +513,50 @@ class IndexMerger:
             ).scalar_one()
         return int(pages)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.merge()
-            except Exception as exc:  # the database went away: the next round tries again
-                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+    def round(self) -> int:
+        return self.merge()
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="check-index-merge", daemon=True)
-        self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+class CallIndexer(IndexUpkeep):
+    """SQLite: the calls logged since put into the subject index every ``interval`` seconds
+    (:func:`index_calls`); several workers' indexers take turns on the index's writer."""
+
+    def __init__(self, log: Database, index: Database, interval: float) -> None:
+        super().__init__(interval)
+        self.log = log
+        self.index = index
+        self.indexed = 0  # calls this indexer put into the index
+
+    def round(self) -> int:
+        done = index_calls(self.log, self.index)
+        self.indexed += done
+        return done
 
 
 @contextmanager
-def index_merges(db: Database, interval: float) -> Iterator[IndexMerger | None]:
-    """The subject index merged in the background while the block runs (a PostgreSQL
-    registry; elsewhere, or with ``interval`` 0, nothing changes and the block gets None)."""
-    if interval <= 0 or not db.shared or db.dialect != "postgresql":
+def index_merges(db: Database, interval: float) -> Iterator[IndexUpkeep | None]:
+    """The check log's subject index kept up in the background while the block runs: on
+    PostgreSQL its pending list merged (:class:`IndexMerger`), on SQLite with a log file of
+    its own the calls logged since indexed (:class:`CallIndexer`). Elsewhere (a bound or
+    in-memory database: the index is read with the calls after it), or with ``interval`` 0,
+    nothing runs and the block gets None."""
+    if interval <= 0 or not db.shared:
         yield None
         return
-    merger = IndexMerger(db, interval)
-    merger.start()
+    worker: IndexUpkeep
+    if db.dialect == "postgresql":
+        worker = IndexMerger(db, interval)
+    else:
+        index = index_database(db)
+        if index is db:
+            yield None
+            return
+        worker = CallIndexer(db, index, interval)
+    worker.start()
     try:
-        yield merger
+        yield worker
     finally:
-        merger.stop()
+        worker.stop()
 
 
 def _settle(done: asyncio.Future[None], outcome: BaseException | None) -> None:

@@ -17,7 +17,7 @@ from fpdf import FPDF
 from sqlalchemy import Connection, select
 
 from credo.catalog.registry import Registry
-from credo.lists.checklog import checks_about
+from credo.lists.checklog import checks_about, subject_checks
 from credo.lists.services import listing_views
 from credo.process.appeals import appeals_of
 from credo.process.notices import render
@@ -90,8 +90,7 @@ def subject_file(
     if check_log is None:
         checks = checks_about(conn, subject, newest_first=False)
     else:
-        with check_log.read() as log:
-            checks = checks_about(log, subject, newest_first=False)
+        checks = subject_checks(check_log, subject, newest_first=False)
     check_rows = [{k: _iso(v) for k, v in c.items()} for c in checks]
     return {
         "subject": subject,

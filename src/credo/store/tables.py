@@ -254,11 +254,12 @@ notices = Table(
 # what the subject sees. Item i of the call has the ref f"{id}-{i}"; ``subjects`` holds the
 # canonical subject texts and ``measures`` the measures (one when every item asks the same),
 # newline-separated; ``decisions`` one letter per item (a: allowed, d: denied, g: granted).
-# A subject's calls are found by the database's own inverted index of ``subjects``, written
-# in the call's transaction (migration 0008): on SQLite an FTS5 table that a trigger fills,
-# ``check_calls_fts`` (rowid = seq), on PostgreSQL a GIN index of its lines.
-#: What migration 0008 makes for that index, which these tables do not describe.
-CHECK_CALLS_INDEX = ("check_calls_fts", "ix_check_calls_subjects")
+# A subject's calls are found by an inverted index of ``subjects``: on PostgreSQL a GIN index
+# of its lines' hashes, written in the call's transaction (migrations 0008 and 0011); on SQLite
+# a contentless FTS5 table ``check_calls_index`` (rowid = seq) and the last call it holds,
+# ``check_calls_indexed``, filled behind the commits (migration 0014, lists/checklog.py).
+#: What the migrations make for that index, which these tables do not describe.
+CHECK_CALLS_INDEX = ("check_calls_index", "ix_check_calls_subjects")
 
 check_calls = Table(
     "check_calls",

@@ -19,7 +19,7 @@ from credo.api.deps import NO_NUL, RuntimeDep, require, shared_load
 from credo.api.openapi import problems
 from credo.api.problems import Problem
 from credo.ids import IdentifierError, parse_subject_ref
-from credo.lists.checklog import CheckLog, check_by_ref, checks_about
+from credo.lists.checklog import CheckLog, check_by_ref, subject_checks
 from credo.lists.checks import MAX_ITEMS, CheckError, Party, answer
 from credo.lists.services import listing_views, party
 from credo.runtime import Runtime
@@ -137,8 +137,7 @@ def my_checks(
 ) -> list[dict[str, Any]]:
     """Every check a relying party made about me: who, when, for what purpose, and the answer."""
     subject = _subject_text(runtime, principal)
-    with runtime.check_log_db.read() as conn:
-        rows = checks_about(conn, subject, limit=limit)
+    rows = subject_checks(runtime.check_log_db, subject, limit=limit)
     return [{**r, "checked_at": r["checked_at"].isoformat()} for r in rows]
 
 
