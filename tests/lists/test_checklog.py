@@ -565,3 +565,15 @@ def test_on_postgresql_the_writer_commits_a_batch_in_one_statement_and_survives_
 
 async def _write_all(log: CheckLog, calls: list[Call]) -> None:
     await asyncio.gather(*(log.write(call) for call in calls))
+
+
+def test_on_sqlite_the_subject_index_merges_16_segments_at_a_time(tmp_path: Path) -> None:
+    """As migration 0012 had it inside the commits: ~25 % less CPU a manifest than 4 at a time."""
+    registry = _file_registry(tmp_path)
+    log = log_database(registry)
+    prepare(registry, log)
+    for db in (registry, index_database(log)):  # the log's own index, and the one in its file
+        with db.read() as conn:
+            options = dict(conn.exec_driver_sql("SELECT k, v FROM check_calls_index_config").fetchall())
+        assert options["automerge"] == 16 and options["crisismerge"] == 32
+    registry.dispose()

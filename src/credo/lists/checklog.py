@@ -106,10 +106,15 @@ INDEX_COMPANION = "index"  # the check log's subject index beside its file: ``{l
 
 #: SQLite: the subject index (contentless FTS5: rowid = the call's ``seq``) and the last call
 #: it holds (``seq`` and ``id``: a log put back from a backup is told from the one indexed).
+#: FTS5 merges its segments 16 at a time, not 4 (as migration 0012 had the index merge inside
+#: the commits): filled behind them in rounds of 200 or 1,000 manifests of 300 fresh
+#: subjects, 0.26 ms of CPU a manifest against 0.34-0.36 with 4.
 INDEX_TABLES = (
-    "CREATE VIRTUAL TABLE IF NOT EXISTS check_calls_index USING fts5(subjects, content='', "
+    "CREATE VIRTUAL TABLE check_calls_index USING fts5(subjects, content='', "
     "tokenize=\"ascii tokenchars ':-'\", detail=none, columnsize=0)",
-    "CREATE TABLE IF NOT EXISTS check_calls_indexed (seq INTEGER NOT NULL, call_id TEXT NOT NULL)",
+    "INSERT INTO check_calls_index (check_calls_index, rank) VALUES ('automerge', 16)",
+    "INSERT INTO check_calls_index (check_calls_index, rank) VALUES ('crisismerge', 32)",
+    "CREATE TABLE check_calls_indexed (seq INTEGER NOT NULL, call_id TEXT NOT NULL)",
 )
 
 
@@ -131,8 +136,10 @@ def _index_tables(index: Database, log: Database) -> None:
     """The index's tables in a file of its own (the log's database has them from migration 0014)."""
     if index is not log:
         with index.begin(shed=False) as conn:
-            for statement in INDEX_TABLES:
-                conn.exec_driver_sql(statement)
+            made = "SELECT 1 FROM sqlite_master WHERE name = 'check_calls_indexed'"
+            if conn.exec_driver_sql(made).first() is None:
+                for statement in INDEX_TABLES:
+                    conn.exec_driver_sql(statement)
 
 
 def _indexed(index: Connection, log: Connection) -> tuple[int, str] | None:
@@ -455,7 +462,7 @@ class IndexUpkeep:
     """A round of upkeep of the subject index (:meth:`round`) every ``interval`` seconds, on a
     thread of its own; a failed round is kept in ``last_error`` and the next one tries again."""
 
-    thread_name = "check-index"
+    thread_name = "check-log-index"
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
