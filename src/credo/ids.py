@@ -228,7 +228,7 @@ def warm_regions() -> int:
 
     Why: ``canonical_persons`` looks a region up the first time a person born there is
     checked. A server's first manifests of fresh passengers met hundreds of new regions
-    each (~3 ms a manifest of 300 instead of ~0.25 ms, for the first ~150 of a worker);
+    each (~2 ms a manifest of 300 instead of ~0.2 ms, for the first ~150 of a worker);
     the server's workers call this at start, on a thread of their own. Regions stdnum
     does not name are still looked up when met, as before.
     """
