@@ -126,9 +126,10 @@ def log_database(registry: Database, **pool: Any) -> Database:
 
 def index_database(log: Database) -> Database:
     """Where the check log's subject index is kept: on SQLite with a log file, a file of its
-    own beside it (``{log}-index``, made here), so that filling it never holds the log's
-    writer; otherwise the log's database (migration 0014's tables; PostgreSQL has its GIN
-    index and none of them). Only derived data: a lost or stale file is filled again."""
+    own beside it (``{log}-index``, its tables made by :func:`prepare`), so that filling it
+    never holds the log's writer; otherwise the log's database (migration 0014's tables;
+    PostgreSQL has its GIN index and none of them). Only derived data: a lost or stale
+    file is filled again."""
     return log.companion(INDEX_COMPANION)
 
 
@@ -142,15 +143,15 @@ def _index_tables(index: Database, log: Database) -> None:
                     conn.exec_driver_sql(statement)
 
 
-def _indexed(index: Connection, log: Connection) -> tuple[int, str] | None:
-    """The last call the index holds (``seq``, ``id``), (0, "") for none; None when that call is
-    not the log's (the log was put back from a backup, say): then the index holds nothing true."""
+def _indexed(index: Connection, log: Connection) -> int | None:
+    """The ``seq`` of the last call the index holds, 0 for none; None when that call is not the
+    log's (the log was put back from a backup, say): then the index holds nothing true."""
     row = index.exec_driver_sql("SELECT seq, call_id FROM check_calls_indexed").first()
     if row is None:
-        return 0, ""
+        return 0
     seq, call_id = int(row[0]), str(row[1])
     same = log.execute(select(check_calls.c.id).where(check_calls.c.seq == seq)).scalar() == call_id
-    return (seq, call_id) if same else None
+    return seq if same else None
 
 
 def index_calls(log: Database, index: Database, *, chunk: int = 2_000) -> int:
@@ -158,7 +159,6 @@ def index_calls(log: Database, index: Database, *, chunk: int = 2_000) -> int:
     how many calls. In transactions of ``chunk`` calls on ``index`` alone (a log's writer is
     not taken); safe to run twice at once (each reads the last call inside its transaction).
     An index that is not the log's (see :func:`_indexed`) is emptied and filled again."""
-    _index_tables(index, log)
     done = 0
     while True:
         with index.begin(shed=False) as conn:
@@ -169,10 +169,10 @@ def index_calls(log: Database, index: Database, *, chunk: int = 2_000) -> int:
                         "INSERT INTO check_calls_index (check_calls_index) VALUES ('delete-all')"
                     )
                     conn.exec_driver_sql("DELETE FROM check_calls_indexed")
-                    last = (0, "")
+                    last = 0
                 rows = read.execute(
                     select(check_calls.c.seq, check_calls.c.id, check_calls.c.subjects)
-                    .where(check_calls.c.seq > last[0])
+                    .where(check_calls.c.seq > last)
                     .order_by(check_calls.c.seq)
                     .limit(chunk)
                 ).all()
@@ -319,19 +319,17 @@ def checks_about(
 def _sqlite_about(log: Connection, index: Connection, subject: str) -> dict[str, Any]:
     """``_ABOUT["sqlite"]``'s values: the calls the index finds (its last call is read first,
     so that whatever the index holds, the log's calls after it are read as they are)."""
-    last = _indexed(index, log)
+    last = _indexed(index, log) or 0  # None, an index of another log: every call is read as it is
     found: list[int] = []
-    if last is None:  # an index of another log: every call is read as it is
-        last = (0, "")
-    elif last[0]:
+    if last:
         match = '"' + subject.replace('"', '""') + '"'  # an FTS5 string: the one token
         found = list(
             index.exec_driver_sql(
                 "SELECT rowid FROM check_calls_index WHERE check_calls_index MATCH ? AND rowid <= ?",
-                (match, last[0]),
+                (match, last),
             ).scalars()
         )
-    return {"found": json.dumps(found), "indexed": last[0], "line": f"\n{subject}\n"}
+    return {"found": json.dumps(found), "indexed": last, "line": f"\n{subject}\n"}
 
 
 def check_by_ref(conn: Connection, subject: str, ref: str) -> dict[str, Any] | None:
