@@ -563,6 +563,59 @@ def test_on_postgresql_the_writer_commits_a_batch_in_one_statement_and_survives_
             runtime.db.dispose()
 
 
+def test_on_sqlite_the_writer_commits_on_its_own_connection_past_the_pool_and_stores_the_same_rows(
+    tmp_path: Path,
+) -> None:
+    """The writer thread's commits go straight to sqlite3 on a connection it keeps (no pool
+    checkout, no SQLAlchemy statement per commit), under the writer lock, and store exactly
+    what ``write_calls`` stores; a commit that fails rolls back, drops that connection and
+    takes none of its batch's other calls with it."""
+    registry = _file_registry(tmp_path)
+    log_db = log_database(registry)
+    prepare(registry, log_db)
+    seen: list[str] = []
+    event.listen(log_db.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    checkouts: list[object] = []
+    event.listen(log_db.engine, "checkout", lambda *a: checkouts.append(a[0]))
+    calls = [_call(i) for i in range(6)]
+    log = CheckLog(log_db)
+    log.start()
+    try:
+        asyncio.run(_write_all(log, calls[:3]))
+        assert log._own is not None
+        first = log._own.connection.dbapi_connection
+        asyncio.run(_write_all(log, [calls[3]]))
+        assert log._own.connection.dbapi_connection is first  # kept between commits
+        assert len(checkouts) == 1
+        assert not [s for s in seen if "check_calls" in s]  # not one statement through SQLAlchemy
+        with _writer_held(log_db):  # the writer lock is the same every commit takes
+            pending = threading.Thread(target=asyncio.run, args=(_write_all(log, [calls[4]]),))
+            pending.start()
+            pending.join(0.5)
+            assert pending.is_alive()
+        pending.join(5)
+        assert not pending.is_alive()
+
+        async def again_and_new() -> list[BaseException | None]:
+            return await asyncio.gather(log.write(calls[0]), log.write(calls[5]), return_exceptions=True)
+
+        outcomes = asyncio.run(again_and_new())  # a call id logged already breaks its unique key
+        assert isinstance(outcomes[0], Exception) and outcomes[1] is None
+        assert log._own is None or log._own.connection.dbapi_connection is not first
+    finally:
+        log.stop()
+    reference = Database.from_url(f"sqlite:///{tmp_path / 'reference.db'}")
+    with reference.begin() as conn:
+        migrate.upgrade(conn)
+    with reference.begin() as conn:
+        write_calls(conn, calls)
+    query = select(*(c for c in check_calls.c if c.name != "seq")).order_by(check_calls.c.id)
+    with log_db.read() as conn, reference.read() as ref:
+        assert conn.execute(query).all() == ref.execute(query).all()
+    registry.dispose()
+    reference.dispose()
+
+
 async def _write_all(log: CheckLog, calls: list[Call]) -> None:
     await asyncio.gather(*(log.write(call) for call in calls))
 

@@ -53,7 +53,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, text
 
 from credo.store import migrate
-from credo.store.db import Database, Overloaded, insert_many
+from credo.store.db import Database, Overloaded, insert_many, sqlite_inserts
 from credo.store.tables import check_calls
 
 _STOP = object()
@@ -96,7 +96,11 @@ class Call:
 def write_calls(conn: Connection, calls: Sequence[Call], *, one_statement: bool = False) -> None:
     """Log ``calls`` in the connection's transaction (the database indexes their subjects);
     ``one_statement``: in one INSERT (PostgreSQL; SQLite's insert is one statement anyway)."""
-    insert_many(conn, check_calls, CALL_COLUMNS, [call.row() for call in calls], one_statement=one_statement)
+    insert_many(conn, check_calls, CALL_COLUMNS, _rows(calls), one_statement=one_statement)
+
+
+def _rows(calls: Sequence[Call]) -> list[tuple[Any, ...]]:
+    return [call.row() for call in calls]
 
 
 COMPANION = "checks"  # the check log's file beside an SQLite registry: ``{database}-checks``
@@ -377,6 +381,24 @@ class CheckLog:
             self._own = None
             raise
 
+    def _commit_sqlite(self, calls: Sequence[Call]) -> None:
+        """The writer thread's commit on an SQLite file: one INSERT in a transaction on a
+        connection the thread keeps, straight to sqlite3 (``Database.raw_write``), under the
+        same writer lock as every other commit. Rows are stored as ``write_calls`` stores
+        them. A connection that fails is dropped; the next commit opens another."""
+        if self._own is None:
+            self._own = self.db.engine.connect()
+        try:
+            rows, dialect = _rows(calls), self._own.dialect
+            with self.db.raw_write(self._own, urgent=True) as raw:
+                for statement, values in sqlite_inserts(dialect, raw, check_calls, CALL_COLUMNS, rows):
+                    raw.execute(statement, values)
+        except Exception:
+            self._own.invalidate()
+            self._own.close()
+            self._own = None
+            raise
+
     async def write(self, call: Call) -> None:
         """Returns once ``call`` is committed (raises if it could not be)."""
         if not len(call):
@@ -417,7 +439,9 @@ class CheckLog:
 
     def _flush(self, batch: list[tuple[Call, asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
         outcomes: list[BaseException | None]
-        commit = self._commit_alone if self.db.dialect == "postgresql" and self.db.shared else self.commit
+        commit = self.commit
+        if self.db.shared:
+            commit = self._commit_alone if self.db.dialect == "postgresql" else self._commit_sqlite
         try:
             commit([call for call, _, _ in batch])
             outcomes = [None] * len(batch)

@@ -60,7 +60,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -473,6 +473,35 @@ class Database:
             yield conn
 
     @contextmanager
+    def raw_write(self, conn: Connection, *, urgent: bool = False) -> Iterator[Any]:
+        """A write transaction on ``conn``'s own sqlite3 connection (a file-backed SQLite
+        database's, held by its caller), committed durably when the block ends.
+
+        The writer lock is taken as :meth:`begin` takes it (never shed); then ``BEGIN
+        IMMEDIATE``, the block's statements and ``COMMIT`` go straight to sqlite3. Why: the
+        check log's writer commits a call or two at a time, each answer waiting for it; the
+        pool's checkout and return, the "begin" hook and SQLAlchemy's statement wrappers were
+        about 0.13 of its 0.32 ms of CPU a commit (bench/RESULTS.md, "Checks", session 14),
+        taken from the thread that answers the calls, which shares the GIL.
+        """
+        if self._writer is None or self._bound is not None:
+            raise RuntimeError("raw_write: only for a file-backed SQLite database")
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        self._take_writer(self._writer, False, urgent)
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                yield raw
+                raw.execute("COMMIT")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+        finally:
+            self._writer.release()
+
+    @contextmanager
     def checkpoints(self, interval: float = 1.0) -> Iterator[Checkpointer | None]:
         """WAL checkpoints on a background thread while the block runs (a file-backed
         SQLite database; elsewhere nothing changes and the block gets ``None``)."""
@@ -590,13 +619,37 @@ def insert_many(
         finally:
             cursor.close()
         return []
-    # SQLite: SQLAlchemy's bind processors turn dates and times into its
-    # texts, each distinct one converted once. (Its binary processor only
-    # wraps bytes, which sqlite3 takes as they are.)
+    inserted: list[tuple[Any, ...]] = []
+    for statement, values in sqlite_inserts(conn.dialect, dbapi, table, columns, rows, tail + back):
+        result = conn.exec_driver_sql(statement, values)
+        if returning:
+            inserted.extend(tuple(row) for row in result.fetchall())
+    return inserted
+
+
+def sqlite_inserts(
+    dialect: Dialect,
+    dbapi: Any,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    tail: str = "",
+) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """The statements (and their values) that insert ``rows`` into an SQLite ``table``,
+    as few as the connection's bound-parameter limit allows, values stored as SQLAlchemy
+    stores them; ``tail`` ends each statement (``ON CONFLICT``, ``RETURNING``).
+
+    Two rows of ``t(a, b)`` are ``('INSERT INTO "t" ("a", "b") VALUES (?, ?), (?, ?)', (1, 2, 3, 4))``.
+    """
+    cols = [table.c[name] for name in columns]
+    names = ", ".join(f'"{c.name}"' for c in cols)
+    # SQLAlchemy's bind processors turn dates and times into its texts, each
+    # distinct one converted once. (Its binary processor only wraps bytes,
+    # which sqlite3 takes as they are.)
     processors = [
         (i, _remembering(p) if isinstance(c.type, Date | DateTime | Time) else p)
         for i, c in enumerate(cols)
-        if not isinstance(c.type, LargeBinary) and (p := c.type._cached_bind_processor(conn.dialect))
+        if not isinstance(c.type, LargeBinary) and (p := c.type._cached_bind_processor(dialect))
     ]
     if processors:
         columns_of = list(zip(*rows, strict=True))
@@ -609,13 +662,9 @@ def insert_many(
     per_row = "(" + ", ".join("?" * len(cols)) + ")"
     limit = dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
     step = max(1, min(len(rows), limit // len(cols)))
-    inserted: list[tuple[Any, ...]] = []
     for start in range(0, len(rows), step):
         chunk = rows[start : start + step]
-        result = conn.exec_driver_sql(
-            f'INSERT INTO "{table.name}" ({names}) VALUES {", ".join([per_row] * len(chunk))}{tail}{back}',  # noqa: S608
+        yield (
+            f'INSERT INTO "{table.name}" ({names}) VALUES {", ".join([per_row] * len(chunk))}{tail}',  # noqa: S608
             tuple(chain.from_iterable(chunk)),
         )
-        if returning:
-            inserted.extend(tuple(row) for row in result.fetchall())
-    return inserted
