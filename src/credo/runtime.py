@@ -10,6 +10,8 @@ import ctypes.util
 import gc
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -69,6 +71,40 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     libc = ctypes.CDLL(name)
     mallopt = getattr(libc, "mallopt", None)
     return mallopt is not None and bool(mallopt(_M_ARENA_MAX, arenas))
+
+
+#: The cyclic collector's first threshold in a server worker (CPython's default: 700).
+WORKER_GC_THRESHOLD = 10_000
+
+
+@contextmanager
+def fewer_collections(threshold: int = WORKER_GC_THRESHOLD) -> Iterator[None]:
+    """Collect the youngest generation after ``threshold`` allocations instead of 700, while
+    the block runs.
+
+    Why: a manifest of 300 allocates a few thousand tracked objects (the JSON's items,
+    coroutines, futures), nearly all freed by reference counting within the request. At 700
+    the collector ran every other manifest, walking the requests in flight, and every tenth
+    young collection one of the middle generation, every hundredth a full one: under
+    ``bench/checks.py`` at 400 manifests a second, 60 us of a worker's CPU a manifest and full
+    collections of 10-33 ms, each a stall of every request in the worker (bench/RESULTS.md,
+    "Checks", session 14). What lives long is frozen (:class:`Freezer`); what dies young
+    dies as young at 10,000.
+
+    >>> import gc
+    >>> before = gc.get_threshold()
+    >>> with fewer_collections(5_000):
+    ...     gc.get_threshold()[0]
+    5000
+    >>> gc.get_threshold() == before
+    True
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(threshold, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 class Freezer:

@@ -113,3 +113,24 @@ def test_a_worker_looks_up_the_regions_of_identity_numbers_at_start(
     with TestClient(create_app(runtime)):  # runs the lifespan, as a server worker does
         assert done.wait(10)
     assert ran == ["warm-regions"]
+
+
+def test_a_worker_collects_its_young_objects_after_10000_allocations_not_700(runtime: Runtime) -> None:
+    """Fewer collections walking the requests in flight (runtime.fewer_collections); the
+    threshold is the process's own again once the app stops."""
+    import doctest
+    import gc
+
+    import credo.runtime
+    from credo.runtime import WORKER_GC_THRESHOLD, fewer_collections
+
+    before = gc.get_threshold()
+    assert before[0] != WORKER_GC_THRESHOLD
+    with TestClient(create_app(runtime)):
+        assert gc.get_threshold() == (WORKER_GC_THRESHOLD, *before[1:])
+    assert gc.get_threshold() == before
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner()
+    for test in finder.find(fewer_collections, "fewer_collections", globs=vars(credo.runtime)):
+        runner.run(test)
+    assert runner.failures == 0 and runner.tries > 0

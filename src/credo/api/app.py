@@ -24,7 +24,14 @@ from credo.lists.checklog import CheckLog, index_merges
 from credo.lists.keeper import IndexKeeper, index_directory
 from credo.process.outbox import OutboxConfig
 from credo.process.scheduler import Scheduler
-from credo.runtime import Freezer, Runtime, freeze_startup_objects, limit_malloc_arenas, thaw_startup_objects
+from credo.runtime import (
+    Freezer,
+    Runtime,
+    fewer_collections,
+    freeze_startup_objects,
+    limit_malloc_arenas,
+    thaw_startup_objects,
+)
 from credo.web import install as install_web
 
 REQUESTS = Counter("credo_http_requests_total", "HTTP requests", ["method", "status"])
@@ -82,7 +89,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         limit_malloc_arenas()  # before the worker's threads start
         freeze_startup_objects()  # the app, catalogs and index live as long as the worker
-        background = ExitStack()  # WAL checkpoints, index merges
+        background = ExitStack()  # WAL checkpoints, index merges, the collector's threshold
+        background.enter_context(fewer_collections())
         if float(settings.checkpoint_interval) > 0:
             for db in {id(d): d for d in (runtime.db, runtime.check_log_db)}.values():
                 background.enter_context(db.checkpoints(float(settings.checkpoint_interval)))
