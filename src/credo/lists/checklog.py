@@ -366,33 +366,30 @@ class CheckLog:
 
     def _commit_alone(self, calls: Sequence[Call]) -> None:
         """The writer thread's commit on PostgreSQL: one INSERT that commits by itself
-        (autocommit; ``synchronous_commit`` makes it durable before it returns) on a
+        (autocommit; ``synchronous_commit`` makes it durable before it returns) on the
         connection the thread keeps. One round trip to the server, where a transaction from
         the pool took five (the pool's ping, BEGIN, COPY and its rows, COMMIT), each a wait
-        for a process that shares the CPUs. A connection that fails is dropped; the next
-        commit opens another."""
-        if self._own is None:
-            self._own = self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            write_calls(self._own, calls, one_statement=True)
-        except Exception:
-            self._own.invalidate()
-            self._own.close()
-            self._own = None
-            raise
+        for a process that shares the CPUs."""
+        with self._kept(isolation_level="AUTOCOMMIT") as conn:
+            write_calls(conn, calls, one_statement=True)
 
     def _commit_sqlite(self, calls: Sequence[Call]) -> None:
-        """The writer thread's commit on an SQLite file: one INSERT in a transaction on a
+        """The writer thread's commit on an SQLite file: one INSERT in a transaction on the
         connection the thread keeps, straight to sqlite3 (``Database.raw_write``), under the
-        same writer lock as every other commit. Rows are stored as ``write_calls`` stores
-        them. A connection that fails is dropped; the next commit opens another."""
+        same writer lock as every other commit. Rows are stored as ``write_calls`` stores them."""
+        rows = _rows(calls)
+        with self._kept() as conn, self.db.raw_write(conn, urgent=True) as raw:
+            for statement, values in sqlite_inserts(conn.dialect, raw, check_calls, CALL_COLUMNS, rows):
+                raw.execute(statement, values)
+
+    @contextmanager
+    def _kept(self, **options: Any) -> Iterator[Connection]:
+        """The writer thread's own connection (opened with ``options`` the first time); one
+        that fails is dropped, and the next commit opens another."""
         if self._own is None:
-            self._own = self.db.engine.connect()
+            self._own = self.db.engine.connect().execution_options(**options)
         try:
-            rows, dialect = _rows(calls), self._own.dialect
-            with self.db.raw_write(self._own, urgent=True) as raw:
-                for statement, values in sqlite_inserts(dialect, raw, check_calls, CALL_COLUMNS, rows):
-                    raw.execute(statement, values)
+            yield self._own
         except Exception:
             self._own.invalidate()
             self._own.close()
