@@ -137,6 +137,8 @@ def test_a_subject_appeals_a_denied_check_and_a_reviewer_overturns_it(
     tab.check_page()
     shot(page, "01-subject-overview")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Who checked me").click()
+    # count() does not wait: a click returns once the navigation commits, before the page is parsed
+    page.get_by_role("heading", name="Who checked me").wait_for()
     assert page.get_by_role("cell", name="denied").count() >= 1
     tab.check_page()
     shot(page, "02-subject-checks")
@@ -232,6 +234,7 @@ def test_an_agency_uploads_a_file_with_a_bad_row_and_fixes_it(tab: Tab, tmp_path
     tab.check_page()
     shot(page, "12-agency-upload-result")
     page.get_by_role("link", name="Open the quarantine").first.click()
+    page.get_by_role("heading", name="Quarantine").wait_for()
     row = page.get_by_role("row").filter(has_text="hz-47-2")
     assert row.count() == 1
     tab.check_page()
