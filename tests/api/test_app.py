@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import anyio.to_thread
@@ -33,6 +34,19 @@ def test_metrics_are_prometheus_text(runtime: Runtime) -> None:
     res = c.get("/metrics")
     assert res.headers["content-type"].startswith("text/plain")
     assert "credo_http_requests_total" in res.text
+
+
+def test_metrics_count_the_rounds_of_a_workers_background_tasks(runtime: Runtime) -> None:
+    """Each loop beside the requests (credo.store.upkeep) is counted by task, failures apart."""
+    with TestClient(create_app(runtime)) as c:  # runs the lifespan: the loops start
+        deadline = time.monotonic() + 10
+        wanted = [f'credo_upkeep_rounds_total{{task="{task}"}}' for task in ("access-log", "list-index")]
+        text = ""
+        while time.monotonic() < deadline and not all(w in text for w in wanted):
+            time.sleep(0.05)
+            text = c.get("/metrics").text
+    assert all(w in text for w in wanted), text
+    assert "# HELP credo_upkeep_failures_total Rounds of a background task that raised" in text
 
 
 def test_openapi_documents_the_batch_body(runtime: Runtime) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine, event, insert, text
 from sqlalchemy.exc import DBAPIError
 
@@ -213,6 +214,43 @@ def test_the_checkpointer_copies_the_wal_into_the_database(tmp_path: Path) -> No
         checkpointer.wait_for_checkpoint()
         checkpointer.wait_for_checkpoint()  # one that began after the commit
         assert path.stat().st_size > 2000 * 4096
+    db.dispose()
+
+
+def test_a_failed_checkpoint_is_counted_and_logged_and_the_next_round_checkpoints_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, the first exception ended the thread, and with it every checkpoint: the WAL
+    grew for as long as the worker ran (its connections no longer checkpoint themselves)."""
+    path = tmp_path / "wal.db"
+    db = Database.from_url(f"sqlite:///{path}")
+
+    def failures() -> float:
+        return REGISTRY.get_sample_value("credo_upkeep_failures_total", {"task": "wal-checkpoint"}) or 0.0
+
+    before = failures()
+    with db.checkpoints(interval=0.2) as checkpointer:
+        assert checkpointer is not None
+        checkpointer.wait_for_checkpoint()
+        # Between two rounds (0.2 s apart), the connection the rounds keep goes bad under them.
+        kept = checkpointer._conn
+        assert kept is not None and kept.connection.dbapi_connection is not None
+        kept.connection.dbapi_connection.close()
+        deadline = time.monotonic() + 10
+        while checkpointer.health.failed == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        _write_pages(db, 2000)
+        checkpointer.wait_for_checkpoint()
+        checkpointer.wait_for_checkpoint()  # one that began after the commit, on a new connection
+        assert path.stat().st_size > 2000 * 4096
+    assert checkpointer.health.failed == 1
+    assert (checkpointer.health.last_error or "").startswith("ProgrammingError: Cannot operate on a closed")
+    assert failures() == before + 1
+    lines = [(r.getMessage(), r.exc_info is not None) for r in caplog.records if r.name == "credo.upkeep"]
+    assert lines == [
+        ("wal-checkpoint: a round failed; the next tries again", True),
+        ("wal-checkpoint: a round completed after 1 that failed", False),
+    ]
     db.dispose()
 
 

@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from credo.settings import Settings
 from credo.store.db import Database
 from credo.store.tables import access_log
+from credo.store.upkeep import Rounds
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _ID_KEY = secrets.token_bytes(16)
@@ -191,6 +192,7 @@ class AccessWriter:
         self.flush_every = flush_every
         self.queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=capacity)
         self.dropped = 0
+        self.health = Rounds("access-log")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -226,10 +228,7 @@ class AccessWriter:
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_every):
-            try:
-                self.flush()
-            except Exception as exc:  # kept in the queue's place: log and try again next round
-                log.error("access log flush failed", error=str(exc))
+            self.health.run(self.flush)  # the rows stay queued: the next round writes them
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)

@@ -55,6 +55,7 @@ from sqlalchemy import Connection, func, select, text
 from credo.store import migrate
 from credo.store.db import Database, Overloaded, insert_many, sqlite_inserts
 from credo.store.tables import check_calls
+from credo.store.upkeep import Upkeep
 
 _STOP = object()
 _DECISION = {"a": "allowed", "d": "denied", "g": "granted"}
@@ -477,38 +478,12 @@ class CheckLog:
 SUBJECT_INDEX = "ix_check_calls_subjects"
 
 
-class IndexUpkeep:
+class IndexUpkeep(Upkeep):
     """A round of upkeep of the subject index (:meth:`round`) every ``interval`` seconds, on a
-    thread of its own; a failed round is kept in ``last_error`` and the next one tries again."""
+    thread of its own; a failed round is counted and logged (:mod:`credo.store.upkeep`) and
+    the next one tries again."""
 
-    thread_name = "check-log-index"
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.last_error: str | None = None  # the last failed round's, for an operator
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def round(self) -> int:
-        raise NotImplementedError
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.round()
-            except Exception as exc:  # the database went away, the disk is full: try again
-                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+    task = "check-log-index"
 
 
 class IndexMerger(IndexUpkeep):
@@ -524,7 +499,7 @@ class IndexMerger(IndexUpkeep):
     merge to it. Several workers' mergers take turns (PostgreSQL's lock on the merge).
     """
 
-    thread_name = "check-index-merge"
+    task = "check-index-merge"
 
     def __init__(self, db: Database, interval: float) -> None:
         super().__init__(interval)

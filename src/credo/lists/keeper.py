@@ -43,6 +43,7 @@ from credo.lists.services import (
 from credo.lists.snapshots import SnapshotStore
 from credo.store.db import Database
 from credo.store.tables import list_changes
+from credo.store.upkeep import Rounds
 
 GAP_LIFETIME = 600.0  # seconds a missing change id is looked for
 GAP_SCAN = 10_000  # change ids below the newest examined for gaps when a snapshot is built
@@ -80,6 +81,7 @@ class IndexKeeper:
         self._last = 0  # the newest change id applied
         self._gaps: dict[int, float] = {}  # change id not yet seen -> when it was first missed
         self._lock = threading.Lock()
+        self.health = Rounds("list-index")  # the background refreshes, counted in /metrics
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -200,10 +202,7 @@ class IndexKeeper:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                self.refresh_if_changed()
-            except Exception:  # noqa: S112 - a failed poll is retried at the next tick
-                continue
+            self.health.run(self.refresh_if_changed)  # a failed poll is retried at the next tick
 
     def start(self) -> None:
         self.refresh_if_changed(wait=True)

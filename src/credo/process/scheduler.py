@@ -24,6 +24,7 @@ from credo.process import appeals
 from credo.process.outbox import OutboxConfig, deliver_due
 from credo.store.db import Database
 from credo.store.tables import clock_runs
+from credo.store.upkeep import Rounds
 
 #: ``clock_runs.kind`` of the daily refresh of every listing.
 FULL_REFRESH = "full_refresh"
@@ -43,6 +44,8 @@ class Scheduler:
     #: collections, bench/client_gc.py. Whether +10 also cost anything was not measured.)
     #: The refresh gives way by pausing between its writes instead.
     nice: int = 0
+    #: the clock's ticks, counted in /metrics; a failed tick is logged and the next retries
+    health: Rounds = field(default_factory=lambda: Rounds("scheduler"))
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def tick(self, now: datetime | None = None) -> dict[str, int]:
@@ -97,10 +100,7 @@ class Scheduler:
             tid = threading.get_native_id()
             os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + self.nice)
         while not self._stop.wait(interval):
-            try:
-                self.tick()
-            except Exception:  # noqa: S112 - the next tick retries; a crash must not stop the clock
-                continue
+            self.health.run(self.tick)  # a crash must not stop the clock
 
     def start(self, interval: float = 30.0) -> threading.Thread:
         thread = threading.Thread(target=self.run, args=(interval,), name="credo-scheduler", daemon=True)

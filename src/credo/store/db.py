@@ -64,6 +64,8 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
+from credo.store.upkeep import Upkeep
+
 WAL_LIMIT = 64 * 2**20  # bytes of WAL kept after a restart, and the size that asks for one
 
 SQLITE_PRAGMAS = (
@@ -237,7 +239,7 @@ class WriterLock:
                 self._cond.notify_all()
 
 
-class Checkpointer:
+class Checkpointer(Upkeep):
     """SQLite's WAL checkpoints on a thread of their own, not inside a request's commit.
 
     Why: by default the commit that takes the WAL past 1,000 pages also copies it into
@@ -261,6 +263,10 @@ class Checkpointer:
     millisecond or so) before giving it back: the next commit then restarts the WAL,
     and ``journal_size_limit`` cuts the file back to 64 MiB.
 
+    A round that fails is counted and logged (:mod:`credo.store.upkeep`), its connection
+    replaced, and the next round checkpoints again: a checkpointer that stopped would leave
+    the WAL to grow without bound.
+
     >>> import tempfile, pathlib
     >>> db = Database.from_url(f"sqlite:///{pathlib.Path(tempfile.mkdtemp()) / 'x.db'}")
     >>> with db.checkpoints(interval=0.01) as checkpointer:
@@ -271,6 +277,8 @@ class Checkpointer:
     True
     """
 
+    task = "wal-checkpoint"
+
     def __init__(
         self,
         engine: Engine,
@@ -278,35 +286,42 @@ class Checkpointer:
         writer: WriterLock | None = None,
         restart_frames: int = WAL_RESTART_FRAMES,
     ) -> None:
+        super().__init__(interval)
         self.engine = engine
-        self.interval = interval
         self.writer = writer  # the database's writer lock, held while the WAL is made restartable
         self.restart_frames = restart_frames
         self.checkpoints = 0  # completed PASSIVE checkpoints (tests wait on it)
         self.restarts = 0  # checkpoints that left the WAL to be written from its start
-        self._stop = threading.Event()
         self._ran = threading.Condition()
-        self._thread: threading.Thread | None = None
+        self._conn: Connection | None = None  # kept from round to round; dropped when one fails
 
     def start(self) -> None:
-        self._stop.clear()
         event.listen(self.engine, "checkout", _no_autocheckpoint)
-        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
-        self._thread.start()
+        super().start()
 
-    def _run(self) -> None:
-        with self.engine.connect() as conn:
-            raw = conn.connection.dbapi_connection
+    def round(self) -> None:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        try:
+            raw = self._conn.connection.dbapi_connection
             assert raw is not None
-            while not self._stop.wait(self.interval):
-                # (busy, frames in the WAL, frames copied): PASSIVE copies what it can, and
-                # gives (1, -1, -1) while another connection's checkpoint runs.
-                _, frames, _ = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                if frames >= self.restart_frames and self.writer is not None:
-                    self._make_restartable(raw)
-                with self._ran:
-                    self.checkpoints += 1
-                    self._ran.notify_all()
+            # (busy, frames in the WAL, frames copied): PASSIVE copies what it can, and
+            # gives (1, -1, -1) while another connection's checkpoint runs.
+            _, frames, _ = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames >= self.restart_frames and self.writer is not None:
+                self._make_restartable(raw)
+        except Exception:
+            self._conn.invalidate()  # a connection that failed may be broken: the next round opens another
+            self.closing()
+            raise
+        with self._ran:
+            self.checkpoints += 1
+            self._ran.notify_all()
+
+    def closing(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def _make_restartable(self, raw: Any) -> None:
         """Copy the WAL's last frames with no writer between, so the next commit restarts it.
@@ -329,11 +344,8 @@ class Checkpointer:
             seen = self.checkpoints
             self._ran.wait_for(lambda: self.checkpoints > seen, timeout)
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+    def stop(self, timeout: float | None = None) -> None:
+        super().stop(timeout)
         event.remove(self.engine, "checkout", _no_autocheckpoint)
         self.engine.dispose()  # the pooled connections, which no longer checkpoint themselves
 
