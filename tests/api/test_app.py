@@ -9,6 +9,7 @@ from pathlib import Path
 import anyio.to_thread
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 
 from credo.api.app import create_app
 from credo.runtime import Runtime, bootstrap
@@ -104,6 +105,26 @@ def test_a_server_worker_checkpoints_sqlite_in_the_background(
                 assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == expected
             threads = {t.name for t in threading.enumerate()}
             assert ("wal-checkpoint" in threads) == (expected == 0)
+    finally:
+        runtime.db.dispose()
+
+
+def test_a_worker_whose_start_up_fails_stops_the_loops_it_had_started(tmp_path: Path) -> None:
+    """A loop left running by a failed start-up outlived its app (a check log's writer so left
+    took a later app's stop sentinel: CheckLog.start)."""
+    settings = load_settings({"CREDO_DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}"})
+    runtime = Runtime.open(settings)
+    bootstrap(runtime)
+    app = create_app(runtime)
+    with runtime.db.begin() as conn:  # the list index cannot load: its start fails after others'
+        conn.exec_driver_sql("DROP TABLE list_changes")
+    ours = {"wal-checkpoint", "check-log-index", "access-log", "check-index", "check-log", "gc-freezer"}
+    before = set(threading.enumerate())
+    try:
+        with pytest.raises(OperationalError, match="no such table: list_changes"), TestClient(app):
+            pass
+        left = [t.name for t in threading.enumerate() if t not in before and t.name in ours]
+        assert left == []
     finally:
         runtime.db.dispose()
 

@@ -616,6 +616,48 @@ def test_on_sqlite_the_writer_commits_on_its_own_connection_past_the_pool_and_st
     reference.dispose()
 
 
+def test_a_writer_that_outlived_its_stop_takes_no_later_writers_stop(tmp_path: Path) -> None:
+    """Schemathesis runs the app's lifespan once per test. A writer thread left from one run
+    (a failed start-up, or a commit longer than its stop's wait) took the next run's stop
+    sentinel from the queue they shared, and every stop after it waited its full 30 s for a
+    thread that never saw one (the suite took 40 minutes instead of 15)."""
+    registry = _file_registry(tmp_path)
+    log_db = log_database(registry)
+    prepare(registry, log_db)
+    log = CheckLog(log_db)
+    log.start()
+    first = log._thread
+    log.start()  # started twice (two lifespans at once): still one writer
+    assert first is not None and log._thread is first
+    second = None
+    try:
+        with _writer_held(log_db):  # the writer is in a commit when its stop comes
+            pending = threading.Thread(target=asyncio.run, args=(_write_all(log, [_call(0)]),))
+            pending.start()
+            deadline = time.monotonic() + 5
+            while not (log.waiting and log._queue.empty()) and time.monotonic() < deadline:  # taken
+                time.sleep(0.01)
+            log.stop(timeout=0.1)
+            assert first.is_alive()  # still waiting for the writer lock
+            log.start()
+            second = log._thread
+            assert second is not None and second is not first
+            time.sleep(0.2)
+            assert second.is_alive()  # it did not take the first writer's stop
+        pending.join(5)
+        first.join(5)
+        assert not first.is_alive()  # it committed, then found its own stop
+        asyncio.run(_write_all(log, [_call(1)]))
+    finally:
+        began = time.monotonic()
+        log.stop()
+        assert time.monotonic() - began < 5
+    assert second is not None and not second.is_alive()
+    with log_db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(check_calls)).scalar_one() == 2
+    registry.dispose()
+
+
 async def _write_all(log: CheckLog, calls: list[Call]) -> None:
     await asyncio.gather(*(log.write(call) for call in calls))
 

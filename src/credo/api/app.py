@@ -90,26 +90,28 @@ def create_app(runtime: Runtime) -> FastAPI:
         limit_malloc_arenas()  # before the worker's threads start
         freeze_startup_objects()  # the app, catalogs and index live as long as the worker
         background = ExitStack()  # WAL checkpoints, index merges, the collector's threshold
-        background.enter_context(fewer_collections())
-        if float(settings.checkpoint_interval) > 0:
-            for db in {id(d): d for d in (runtime.db, runtime.check_log_db)}.values():
-                background.enter_context(db.checkpoints(float(settings.checkpoint_interval)))
-        background.enter_context(
-            index_merges(runtime.check_log_db, float(settings.check_index_merge_interval))
-        )
-        # As many request threads as the pool keeps connections for (AnyIO's default is 40).
-        anyio.to_thread.current_default_thread_limiter().total_tokens = int(settings.worker_threads)
-        writer.start()
-        keeper.start()
-        check_log.start()
-        if interval > 0:
-            scheduler.start(interval)
-        if ingest is not None:
-            await anyio.to_thread.run_sync(ingest.start)
-        freezer.start()
-        # Regions looked up now, not by the first manifests (ids.warm_regions: ~0.3 s of CPU).
-        threading.Thread(target=warm_regions, name="warm-regions", daemon=True).start()
+        # Everything started is stopped, even when a later start fails: a check log's writer
+        # left running by a failed start-up outlived its app (see CheckLog.start).
         try:
+            background.enter_context(fewer_collections())
+            if float(settings.checkpoint_interval) > 0:
+                for db in {id(d): d for d in (runtime.db, runtime.check_log_db)}.values():
+                    background.enter_context(db.checkpoints(float(settings.checkpoint_interval)))
+            background.enter_context(
+                index_merges(runtime.check_log_db, float(settings.check_index_merge_interval))
+            )
+            # As many request threads as the pool keeps connections for (AnyIO's default is 40).
+            anyio.to_thread.current_default_thread_limiter().total_tokens = int(settings.worker_threads)
+            writer.start()
+            keeper.start()
+            check_log.start()
+            if interval > 0:
+                scheduler.start(interval)
+            if ingest is not None:
+                await anyio.to_thread.run_sync(ingest.start)
+            freezer.start()
+            # Regions looked up now, not by the first manifests (ids.warm_regions: ~0.3 s of CPU).
+            threading.Thread(target=warm_regions, name="warm-regions", daemon=True).start()
             yield
         finally:
             freezer.stop()

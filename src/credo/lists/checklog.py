@@ -413,9 +413,9 @@ class CheckLog:
         self._queue.put((call, loop, done))
         await done
 
-    def _run(self) -> None:
+    def _run(self, waiting: queue.SimpleQueue[Any]) -> None:
         while True:
-            first = self._queue.get()
+            first = waiting.get()
             if first is _STOP:
                 return
             batch = [first]
@@ -423,7 +423,7 @@ class CheckLog:
             stop = False
             while size < self.max_batch:
                 try:
-                    item = self._queue.get_nowait()
+                    item = waiting.get_nowait()
                 except queue.Empty:
                     break
                 if item is _STOP:
@@ -460,14 +460,23 @@ class CheckLog:
             loop.call_soon_threadsafe(_settle, done, outcome)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="check-log", daemon=True)
+        """Start the writer thread, on a queue of its own; a no-op while one runs.
+
+        Why its own queue: a thread that outlived its stop (its join timed out in a long
+        commit), or a second thread on one queue, took the next stop's sentinel, and the
+        thread that stop waited for never saw one. Under schemathesis, which runs the app's
+        lifespan once per test, every stop from then on waited its full 30 s."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._queue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, args=(self._queue,), name="check-log", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Commit what is waiting, then stop."""
+    def stop(self, timeout: float = 30) -> None:
+        """Commit what is waiting, then stop (waiting at most ``timeout`` seconds)."""
         if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join(timeout=30)
+            self._queue.put(_STOP)  # the queue of the thread joined here, and of no other
+            self._thread.join(timeout=timeout)
             self._thread = None
         if self._own is not None:
             self._own.close()
