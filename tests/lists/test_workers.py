@@ -251,7 +251,9 @@ def test_credo_serve_with_two_workers_answers_a_new_listing_within_a_second(
         committed = time.monotonic()
         streak_from = None
         streak = 0
-        while streak < 20 and time.monotonic() - committed < 5:
+        # The bound is loose on purpose: the promise is the first answer within a second; 20 checks
+        # took ~7 s in CI, each on a new connection to a server sharing two CPUs with other tests.
+        while streak < 20 and time.monotonic() - committed < 30:
             if check(who) == "denied":
                 streak_from = streak_from if streak else time.monotonic() - committed
                 streak += 1
