@@ -31,9 +31,9 @@ from typing import Any
 import pytest
 import schemathesis
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from fuzz.registry import ROLES, DeferredApp, Seeded, fresh_database, openapi_document, seeded_registry
 from hypothesis import HealthCheck, settings
-from schemathesis.python import asgi
 
 from credo.api.app import create_app
 from credo.catalog.registry import Registry
@@ -92,10 +92,11 @@ def fuzz_registry(
 
 @pytest.fixture(scope="module")
 def app(fuzz_registry: Seeded) -> Iterator[FastAPI]:
-    APP.target = create_app(fuzz_registry.runtime)
-    yield APP.target
-    asgi.shutdown_lifespans()  # the app's background writer and index keeper stop here
-    APP.target = None
+    target = create_app(fuzz_registry.runtime)
+    with TestClient(target):  # the app's lifespan, once: its background writer and index keeper
+        APP.target = target
+        yield target
+        APP.target = None
 
 
 @pytest.mark.slow
