@@ -48,6 +48,7 @@ def test_metrics_count_the_rounds_of_a_workers_background_tasks(runtime: Runtime
             text = c.get("/metrics").text
     assert all(w in text for w in wanted), text
     assert "# HELP credo_upkeep_failures_total Rounds of a background task that raised" in text
+    assert 'credo_upkeep_failures_total{task="access-log"}' in text  # there from the start, at 0
 
 
 def test_openapi_documents_the_batch_body(runtime: Runtime) -> None:

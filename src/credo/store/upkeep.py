@@ -52,6 +52,9 @@ class Rounds:
         self.failed = 0
         self.streak = 0  # failed rounds since the last that completed
         self.last_error: str | None = None  # the last failed round's, for an operator
+        # Each task's two series exist from its start, at 0: an alert on failures needs no absent()
+        self._completed = ROUNDS.labels(task)
+        self._failed = FAILURES.labels(task)
 
     def run(self, work: Callable[[], object]) -> bool:
         """``work()`` once: True when it returned, False when it raised (kept, not raised)."""
@@ -61,12 +64,12 @@ class Rounds:
             self.failed += 1
             self.streak += 1
             self.last_error = f"{type(exc).__name__}: {exc}"[:500]
-            FAILURES.labels(self.task).inc()
+            self._failed.inc()
             if self.streak == 1:
                 log.warning("%s: a round failed; the next tries again", self.task, exc_info=True)
             return False
         self.completed += 1
-        ROUNDS.labels(self.task).inc()
+        self._completed.inc()
         if self.streak:
             log.warning("%s: a round completed after %d that failed", self.task, self.streak)
             self.streak = 0
