@@ -26,6 +26,7 @@ from credo.scoring.batch import (
     _incident_builds,
     _install_catalog,
     _register,
+    duckdb_connection,
     end_passes,
     guard_pass_plan,
     install_pass,
@@ -148,3 +149,43 @@ def test_a_pass_builds_no_hash_table_on_its_incidents(tmp_path: Path) -> None:
     # A pass it plans well keeps every optimizer.
     assert install_pass(con, root, [0, 1, 2, 3])
     assert not guard_pass_plan(con, render("scores", "duckdb"))
+
+
+def _judged_filters(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The FILTER expressions inside the definition of the ``judged`` CTE, as planned."""
+    plan = json.loads(con.execute("EXPLAIN (FORMAT JSON) " + render("scores", "duckdb")).fetchall()[0][1])
+
+    def judged(node: dict[str, Any]) -> dict[str, Any] | None:
+        if node.get("name") == "CTE" and node.get("extra_info", {}).get("CTE Name") == "judged":
+            return node
+        return next((j for c in node.get("children", []) if (j := judged(c)) is not None), None)
+
+    def filters(node: dict[str, Any]) -> list[str]:
+        own = [str(node["extra_info"].get("Expression"))] if node.get("name") == "FILTER" else []
+        return own + [f for c in node.get("children", []) for f in filters(c)]
+
+    found = [j for node in plan if (j := judged(node)) is not None]
+    assert len(found) == 1
+    return filters(found[0]["children"][0])
+
+
+def test_no_pass_filters_every_candidate_on_its_lane(tmp_path: Path) -> None:
+    # DuckDB's CTE filter pusher ORs the lanes that judged's consumers take
+    # (1, 2 and 0) into judged: a filter every candidate passes, ~10 % of a
+    # pass (bench/RESULTS.md "Rescore", session 16).
+    root = tmp_path / "export"
+    _bench().generate(root, 20_000, 2_000, 1, 4)
+    with duckdb_connection() as con:
+        _install_catalog(con, root / "catalog")
+        _register(con, "evaluations", evaluations(
+            [Evaluation(1, "XB", date(2026, 1, 1), datetime(2026, 1, 1, 12, tzinfo=UTC))]
+        ).to_arrow())
+        assert install_pass(con, root, [0, 1, 2, 3])
+        for guarded in (False, True):
+            if guarded:
+                assert install_pass(con, root, [1]) and guard_pass_plan(con, render("scores", "duckdb"))
+            assert not [f for f in _judged_filters(con) if "lane" in f]
+        end_passes(con)
+        assert not [f for f in _judged_filters(con) if "lane" in f]
+        con.execute("RESET disabled_optimizers")
+        assert [f for f in _judged_filters(con) if "lane" in f]

@@ -75,6 +75,12 @@ RECORDS_PER_GB: Final = 2_500_000
 RECORDS_PER_PASS: Final = 5_000_000
 #: The DuckDB optimizer a bucket pass runs without when it would plan badly (see :func:`guard_pass_plan`).
 JOIN_ORDER_OPTIMIZER: Final = "join_order"
+#: DuckDB optimizers the definition always runs without. ``cte_filter_pusher``
+#: ORs the filters of a CTE's consumers into the CTE: ``judged``'s consumers
+#: take lanes 1, 2 and 0, so it filtered every candidate on an always-true
+#: ``lane = 1 OR lane = 2 OR ...``, ~10 % of a pass's CPU with the materialising
+#: it slowed (bench/RESULTS.md "Rescore", session 16).
+DISABLED_OPTIMIZERS: Final[tuple[str, ...]] = ("cte_filter_pusher",)
 #: Share of ``memory_limit`` given to DuckDB's buffer manager: the rest is
 #: for Python, Arrow and the allocator, so the process stays within it.
 DUCKDB_SHARE: Final = 0.8
@@ -144,6 +150,7 @@ def duckdb_connection(options: DuckDBOptions = DuckDBOptions()) -> Iterator[duck
         # DuckDB stream and spill freely.
         con.execute("SET preserve_insertion_order = false")
         con.execute(f"SET threads = {int(options.threads or os.cpu_count() or 1)}")
+        _disable_optimizers(con)
         if options.memory_limit:
             limit = int(parse_size(options.memory_limit) * DUCKDB_SHARE)
             con.execute(f"SET memory_limit = '{limit}B'")
@@ -152,6 +159,11 @@ def duckdb_connection(options: DuckDBOptions = DuckDBOptions()) -> Iterator[duck
         con.close()
         if options.temp_directory is None:
             shutil.rmtree(temp, ignore_errors=True)
+
+
+def _disable_optimizers(con: duckdb.DuckDBPyConnection, *more: str) -> None:
+    """Run without :data:`DISABLED_OPTIMIZERS` and ``more`` (fixed names, never caller text)."""
+    con.execute(f"SET disabled_optimizers = '{','.join(DISABLED_OPTIMIZERS + more)}'")
 
 
 def _register(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
@@ -374,19 +386,19 @@ def guard_pass_plan(con: duckdb.DuckDBPyConnection, query: str) -> bool:
     pass at 1 B records, bench/RESULTS.md "Rescore"). Passes it plans well
     (several buckets at 100 M) keep its plan, ~12% faster than the written
     order. Either plan gives the same answers. :func:`end_passes` restores
-    the optimizer.
+    the optimizer. :data:`DISABLED_OPTIMIZERS` stay off either way.
     """
-    con.execute("RESET disabled_optimizers")
+    _disable_optimizers(con)
     plan = json.loads(str(con.execute("EXPLAIN (FORMAT JSON) " + query).fetchall()[0][1]))
     if not sum(_incident_builds(node) for node in plan):
         return False
-    con.execute(f"SET disabled_optimizers = '{JOIN_ORDER_OPTIMIZER}'")
+    _disable_optimizers(con, JOIN_ORDER_OPTIMIZER)
     return True
 
 
 def end_passes(con: duckdb.DuckDBPyConnection) -> None:
-    """Plan what follows the bucket passes with every optimizer again."""
-    con.execute("RESET disabled_optimizers")
+    """Plan what follows the bucket passes with the join-order optimizer again."""
+    _disable_optimizers(con)
 
 
 def rescore_parquet(
@@ -492,8 +504,16 @@ def rescore_spark(
     if out is not None:
         df.write.mode("overwrite").parquet(str(out))
         return pa.table({})
-    table: pa.Table = df.orderBy("scheme", "subject_id").toArrow()
-    return table
+    return _nullable(df.orderBy("scheme", "subject_id").toArrow())
+
+
+def _nullable(table: pa.Table) -> pa.Table:
+    """``table`` with every column nullable, as DuckDB's results are.
+
+    Spark knows a ``COUNT`` is never NULL and says so in the Arrow schema;
+    the same result should have the same schema whichever engine made it.
+    """
+    return table.cast(pa.schema([field.with_nullable(True) for field in table.schema]))
 
 
 def outcome_spark(
@@ -509,7 +529,7 @@ def outcome_spark(
     try:
         statuses.createOrReplaceTempView("statuses")
         spark.sql(render("ranked", "spark", provided=["statuses"])).createOrReplaceTempView("result")
-        scores: pa.Table = spark.sql(_final_select(False)).orderBy("scheme", "subject_id").toArrow()
+        scores = _nullable(spark.sql(_final_select(False)).orderBy("scheme", "subject_id").toArrow())
         listed: pa.Table = spark.sql(_statuses_select(rules, "spark")).toArrow()
     finally:
         statuses.unpersist()
