@@ -51,6 +51,25 @@ def test_metrics_count_the_rounds_of_a_workers_background_tasks(runtime: Runtime
     assert 'credo_upkeep_failures_total{task="access-log"}' in text  # there from the start, at 0
 
 
+def test_an_app_started_again_runs_its_background_loops_again(runtime: Runtime) -> None:
+    """The list index and the access log are made with the app, not its lifespan: a second
+    lifespan (a test client entered twice) found their stop still set, and they ran no round."""
+    app = create_app(runtime)
+    with TestClient(app):
+        pass
+    keeper, writer = app.state.index_keeper, app.state.access_writer
+    with TestClient(app):
+        done = keeper.health.completed, writer.health.completed
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (
+            keeper.health.completed < done[0] + 2 or writer.health.completed < done[1] + 2
+        ):
+            time.sleep(0.02)
+        running = {t.name for t in threading.enumerate()}
+    assert keeper.health.completed >= done[0] + 2 and writer.health.completed >= done[1] + 2
+    assert {"list-index", "access-log"} <= running
+
+
 def test_openapi_documents_the_batch_body(runtime: Runtime) -> None:
     spec = client(runtime).get("/openapi.json").json()
     body = spec["paths"]["/api/v1/records"]["post"]["requestBody"]["content"]["application/json"]["schema"]
@@ -119,7 +138,7 @@ def test_a_worker_whose_start_up_fails_stops_the_loops_it_had_started(tmp_path: 
     app = create_app(runtime)
     with runtime.db.begin() as conn:  # the list index cannot load: its start fails after others'
         conn.exec_driver_sql("DROP TABLE list_changes")
-    ours = {"wal-checkpoint", "check-log-index", "access-log", "check-index", "check-log", "gc-freezer"}
+    ours = {"wal-checkpoint", "check-log-index", "access-log", "list-index", "check-log", "gc-freezer"}
     before = set(threading.enumerate())
     try:
         with pytest.raises(OperationalError, match="no such table: list_changes"), TestClient(app):

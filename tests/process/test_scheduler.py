@@ -128,3 +128,20 @@ def test_new_catalogs_call_for_a_full_refresh_on_the_same_day(
     Scheduler(runtime.db, runtime.catalogs, "Asia/Shanghai").tick(morning)
     monkeypatch.setattr(type(runtime.catalogs), "digest", property(lambda self: "0" * 64))
     assert Scheduler(runtime.db, runtime.catalogs, "Asia/Shanghai").refreshed_on() is None
+
+
+def test_a_clock_stopped_and_started_again_ticks_again(runtime: Runtime) -> None:
+    """A worker's second lifespan starts the same clock: it must not find its stop still set."""
+    clock = Scheduler(runtime.db, runtime.catalogs, "Asia/Shanghai")
+    clock.start(interval=0.01).join(0)
+    clock.stop()
+    thread = clock.start(interval=0.01)
+    try:
+        done = clock.health.completed
+        deadline = time.monotonic() + 10
+        while clock.health.completed < done + 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert clock.health.completed >= done + 2 and thread.is_alive()
+    finally:
+        clock.stop()
+        thread.join(5)

@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from credo.settings import Settings
 from credo.store.db import Database
 from credo.store.tables import access_log
-from credo.store.upkeep import Rounds
+from credo.store.upkeep import Upkeep
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _ID_KEY = secrets.token_bytes(16)
@@ -184,17 +184,17 @@ class RateLimiter:
         return (1 - bucket.tokens) / rate
 
 
-class AccessWriter:
+class AccessWriter(Upkeep):
     """Writes access records in batches from a bounded queue (never blocks a request)."""
 
+    task = "access-log"
+
     def __init__(self, db: Database, flush_every: float = 0.2, capacity: int = 100_000) -> None:
+        super().__init__(flush_every)
         self.db = db
         self.flush_every = flush_every
         self.queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=capacity)
         self.dropped = 0
-        self.health = Rounds("access-log")
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def put(self, row: dict[str, Any]) -> None:
         try:
@@ -226,18 +226,11 @@ class AccessWriter:
                     self.dropped += 1
         return len(rows)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.flush_every):
-            self.health.run(self.flush)  # the rows stay queued: the next round writes them
+    def round(self) -> int:
+        return self.flush()  # a failed round leaves its rows queued: the next one writes them
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def stop(self, timeout: float | None = 5) -> None:
+        super().stop(timeout)
         self.flush()
 
 

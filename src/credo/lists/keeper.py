@@ -43,7 +43,7 @@ from credo.lists.services import (
 from credo.lists.snapshots import SnapshotStore
 from credo.store.db import Database
 from credo.store.tables import list_changes
-from credo.store.upkeep import Rounds
+from credo.store.upkeep import Upkeep
 
 GAP_LIFETIME = 600.0  # seconds a missing change id is looked for
 GAP_SCAN = 10_000  # change ids below the newest examined for gaps when a snapshot is built
@@ -59,7 +59,9 @@ def database_name(db: Database) -> str:
     return db.engine.url.render_as_string(hide_password=True)
 
 
-class IndexKeeper:
+class IndexKeeper(Upkeep):
+    task = "list-index"  # the background refreshes, counted in /metrics
+
     def __init__(
         self,
         db: Database,
@@ -73,17 +75,14 @@ class IndexKeeper:
         self.db = db
         self.catalogs = catalogs
         self.effects = {m.code: m.effect for m in catalogs.measures()}
+        super().__init__(interval)
         self.zone = ZoneInfo(timezone)
-        self.interval = interval
         self.max_overlay = max_overlay
         self.store = None if directory is None else SnapshotStore(directory, database_name(db))
         self.index: CheckIndex | None = None
         self._last = 0  # the newest change id applied
         self._gaps: dict[int, float] = {}  # change id not yet seen -> when it was first missed
         self._lock = threading.Lock()
-        self.health = Rounds("list-index")  # the background refreshes, counted in /metrics
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def today(self) -> date:
         return datetime.now(UTC).astimezone(self.zone).date()
@@ -200,16 +199,12 @@ class IndexKeeper:
         assert self.index is not None
         return self.index
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.health.run(self.refresh_if_changed)  # a failed poll is retried at the next tick
+    def round(self) -> bool:
+        return self.refresh_if_changed()  # a failed poll is retried at the next tick
 
     def start(self) -> None:
         self.refresh_if_changed(wait=True)
-        self._thread = threading.Thread(target=self._run, name="check-index", daemon=True)
-        self._thread.start()
+        super().start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def stop(self, timeout: float | None = 5) -> None:
+        super().stop(timeout)

@@ -103,6 +103,7 @@ class Scheduler:
             self.health.run(self.tick)  # a crash must not stop the clock
 
     def start(self, interval: float = 30.0) -> threading.Thread:
+        self._stop.clear()  # a worker's second lifespan starts the clock again
         thread = threading.Thread(target=self.run, args=(interval,), name="credo-scheduler", daemon=True)
         thread.start()
         return thread
