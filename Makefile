@@ -8,15 +8,15 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test lint pytest postgres system-deps bench clean
 
-# Reinstall only when the dependency list or the compiled look-up changes; gcc builds the
-# latter (src/credo/lists/_probe.c).
-$(BIN)/.base: pyproject.toml src/credo/lists/_probe.c
+# Reinstall only when the dependency list or the compiled code changes; gcc builds the
+# latter (src/credo/lists/_probe.c, src/credo/_ric.c).
+$(BIN)/.base: pyproject.toml src/credo/lists/_probe.c src/credo/_ric.c
 	@bash scripts/system-deps.sh gcc
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(BIN)/.dev: pyproject.toml src/credo/lists/_probe.c
+$(BIN)/.dev: pyproject.toml src/credo/lists/_probe.c src/credo/_ric.c
 	@bash scripts/system-deps.sh gcc
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[dev]'

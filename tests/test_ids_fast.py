@@ -206,3 +206,39 @@ def test_warming_looks_up_every_region_so_that_a_manifest_looks_up_none(
 
     monkeypatch.setattr(ids, "_region_spans", looked_up)
     assert ids.canonical_persons(texts) == people
+
+
+def _scan(texts: list[str]) -> list[str | None] | None:
+    """The compiled path of ``canonical_persons`` alone."""
+    today = date.today()
+    table = ids._YEAR_ROWS
+    today_number = today.year * 10000 + today.month * 100 + today.day
+    return ids.scan(texts, ids._REGION_ROW, table, len(table), today_number)
+
+
+@given(texts=st.lists(person_like(), min_size=1, max_size=40))
+def test_the_compiled_check_answers_as_the_numpy_one(texts: list[str]) -> None:
+    ids.warm_regions()
+    compiled = _scan(texts)
+    if compiled is None:  # a region stdnum does not name, met for the first time: numpy fills it
+        ids._canonical_persons(texts)
+        compiled = _scan(texts)
+    if compiled is None:  # then only a year of birth before the table's 1900 is left to numpy
+        numbers = [t.removeprefix("person:") for t in texts]
+        assert any(len(n) == 18 and n[6:10].isdigit() and int(n[6:10]) < 1900 for n in numbers)
+    else:
+        assert compiled == ids._canonical_persons(texts)
+
+
+def test_the_compiled_check_leaves_regions_not_looked_up_and_old_years_to_numpy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    number = make_ric("110105", date(1949, 12, 31), 2)
+    _cold_regions(monkeypatch)
+    assert _scan([number]) is None
+    assert ids.canonical_persons([number]) == ["person:" + number]  # numpy looked its region up
+    both = ["person:" + number] * 2
+    assert _scan([number, "person:" + number, "x", number[:-1] + "1"]) == [*both, None, None]
+    old = make_ric("110105", date(1899, 12, 31), 2)  # before the table's years
+    assert _scan([old]) is None
+    assert ids.canonical_persons([old]) == [_parsed(old)]

@@ -34,6 +34,8 @@ from stdnum import numdb
 from stdnum.cn import ric, uscc
 from stdnum.exceptions import ValidationError
 
+from credo._ric import scan
+
 SubjectKind = Literal["person", "organisation", "foreign"]
 SUBJECT_KINDS: tuple[SubjectKind, ...] = ("person", "organisation", "foreign")
 
@@ -163,7 +165,21 @@ def canonical_persons(texts: list[str]) -> list[str | None]:
 
     >>> canonical_persons(["11010519491231002X", "person:110105194912310021", "x"])
     ['person:11010519491231002X', None, None]
+
+    Compiled (``_ric.c``, ~10x faster) unless a text needs Python: a region not looked up
+    yet, a year of birth outside 1900-2155; then every text goes through numpy here.
     """
+    table = _YEAR_ROWS  # one table for the call: _fill may publish another meanwhile
+    if type(texts) is list:
+        today = date.today()
+        fast = scan(texts, _REGION_ROW, table, len(table), today.year * 10000 + today.month * 100 + today.day)
+        if fast is not None:
+            return fast
+    return _canonical_persons(texts)
+
+
+def _canonical_persons(texts: list[str]) -> list[str | None]:
+    """:func:`canonical_persons` in numpy, for any texts."""
     numbers = [t[7:] if len(t) == 25 and t.startswith(_PERSON) else t for t in texts]
     shaped = [i for i, number in enumerate(numbers) if len(number) == 18 and number.isascii()]
     out: list[str | None] = [None] * len(texts)
